@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is set-up they do.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install lint services-up services-down clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: web + Celery worker + Celery beat (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
+run: $(STAMP)
+	$(PY) -m config.launcher
+
+## make test: the whole suite against a real PostgreSQL and Redis (embedded unless the URLs are set)
+test: $(STAMP)
+	$(PY) -m config.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+services-up: $(STAMP)
+	$(PY) -m config.embedded up
+
+services-down: $(STAMP)
+	$(PY) -m config.embedded down
+
+clean: services-down
+	rm -rf var/

@@ -1,0 +1,72 @@
+"""Creates or updates every beat entry TradeOps needs (run on deploy; `make run` runs it).
+
+The schedule is data, in code, here. Operators may pause an entry in the admin; this command
+keeps their `enabled` choice for existing entries and disables `tradeops:` entries no longer
+declared, so a retired task cannot keep firing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+PREFIX = "tradeops:"
+
+
+@dataclass(frozen=True)
+class PeriodicSpec:
+    name: str
+    task: str
+    every_seconds: int
+    description: str
+    queue: str | None = None
+
+
+PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
+    PeriodicSpec(
+        name=f"{PREFIX}queue-probe",
+        task="apps.telemetry.tasks.telemetry_queue_probe",
+        every_seconds=30,
+        description="Proves beat → broker → worker end to end and records queue latency.",
+    ),
+)
+
+
+class Command(BaseCommand):
+    help = "Create or update the periodic tasks (django-celery-beat) that TradeOps declares."
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        declared = set()
+        for spec in PERIODIC_TASKS:
+            interval, _ = IntervalSchedule.objects.get_or_create(
+                every=spec.every_seconds, period=IntervalSchedule.SECONDS
+            )
+            _, created = PeriodicTask.objects.update_or_create(
+                name=spec.name,
+                defaults={
+                    "task": spec.task,
+                    "interval": interval,
+                    "crontab": None,
+                    "description": spec.description,
+                    "queue": spec.queue,
+                },
+                create_defaults={
+                    "task": spec.task,
+                    "interval": interval,
+                    "description": spec.description,
+                    "queue": spec.queue,
+                    "enabled": True,
+                },
+            )
+            declared.add(spec.name)
+            self.stdout.write(f"{'created' if created else 'updated'} {spec.name} every {spec.every_seconds}s")
+        retired = PeriodicTask.objects.filter(name__startswith=PREFIX, enabled=True).exclude(name__in=declared)
+        for name in retired.values_list("name", flat=True):
+            self.stdout.write(f"disabled {name} (no longer declared)")
+        if retired.update(enabled=False):
+            PeriodicTasks.update_changed()  # bulk updates skip the signal beat listens to

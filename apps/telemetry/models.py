@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """Who did what to which thing, when, from where, under which trace. Append-only: the model
+    refuses updates and deletes, and a database trigger (migration 0002) refuses them from SQL."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # No FK constraint: deleting a user must never rewrite or block the audit trail.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, help_text="Username at the time, or system:<component>.")
+    action = models.CharField(max_length=100, db_index=True)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    trace_id = models.CharField(max_length=64, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.target_type}:{self.target_id}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise PermissionError("audit events are append-only")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionError("audit events are append-only")
+
+
+class ComponentHeartbeat(models.Model):
+    """The latest sign of life of one process: a Celery worker, beat, or the queue probe.
+    One row per (component, instance), upserted; /api/system/status reads these."""
+
+    class Component(models.TextChoices):
+        WORKER = "worker", "Celery worker"
+        BEAT = "beat", "Celery beat"
+        QUEUE = "queue", "Queue probe (beat → broker → worker)"
+
+    component = models.CharField(max_length=20, choices=Component.choices)
+    instance = models.CharField(max_length=200, help_text="Celery node name or host:pid.")
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Set on a clean shutdown.")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_unique_component_instance")
+        ]
+        ordering = ["component", "instance"]
+
+    def __str__(self) -> str:
+        return f"{self.component}:{self.instance} @ {self.last_seen_at:%H:%M:%S}"

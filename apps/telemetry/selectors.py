@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.telemetry.models import ComponentHeartbeat
+
+
+def _describe(hb: ComponentHeartbeat, now: Any, stale_after: timedelta) -> dict[str, Any]:
+    alive = hb.stopped_at is None and now - hb.last_seen_at <= stale_after
+    return {
+        "instance": hb.instance,
+        "alive": alive,
+        "last_seen_at": hb.last_seen_at,
+        "started_at": hb.started_at,
+        "stopped_at": hb.stopped_at,
+        "age_seconds": round((now - hb.last_seen_at).total_seconds(), 1),
+        "details": hb.details,
+    }
+
+
+def scheduler_state() -> dict[str, Any]:
+    """What the heartbeats say about beat and the workers, right now.
+
+    `status` is "ok" only when beat and at least one worker are alive; "unavailable" otherwise,
+    with `reasons`. Never seen is not the same as stopped: `last_seen_at` is None then."""
+    now = timezone.now()
+    stale_after = timedelta(seconds=settings.HEARTBEAT_STALE_AFTER_SECONDS)
+    rows = list(ComponentHeartbeat.objects.all())
+    by_component: dict[str, list[dict[str, Any]]] = {c.value: [] for c in ComponentHeartbeat.Component}
+    for hb in rows:
+        by_component.setdefault(hb.component, []).append(_describe(hb, now, stale_after))
+
+    def latest(component: str) -> dict[str, Any] | None:
+        items = by_component[component]
+        return max(items, key=lambda d: d["last_seen_at"]) if items else None
+
+    beat, queue = latest("beat"), latest("queue")
+    workers = by_component["worker"]
+    reasons = []
+    if beat is None:
+        reasons.append("Celery beat has never reported a heartbeat.")
+    elif not beat["alive"]:
+        reasons.append(f"Celery beat last reported {beat['age_seconds']:.0f}s ago.")
+    if not workers:
+        reasons.append("No Celery worker has ever reported a heartbeat.")
+    elif not any(w["alive"] for w in workers):
+        reasons.append("No Celery worker has reported a heartbeat recently.")
+    return {
+        "status": "ok" if not reasons else "unavailable",
+        "reasons": reasons,
+        "beat": beat,
+        "beat_last_seen_at": beat["last_seen_at"] if beat else None,
+        "workers": workers,
+        "workers_alive": sum(1 for w in workers if w["alive"]),
+        "queue_probe": queue,
+        "stale_after_seconds": settings.HEARTBEAT_STALE_AFTER_SECONDS,
+        "checked_at": now,
+    }

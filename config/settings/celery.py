@@ -1,0 +1,25 @@
+"""Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html). The broker URL is set
+in base.py beside REDIS_URL. Postgres is the truth for every job; the broker only carries ids."""
+
+from __future__ import annotations
+
+from config.env import env
+
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+# JSON only: no pickle, so a message can never execute code when it is decoded.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# Results live in Postgres rows written by services, not in a result backend.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_ACKS_LATE = False  # opt in per task, only where the service has an idempotency guard
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Beat's schedule lives in Postgres (editable in the admin); our subclass records beat's heartbeat.
+CELERY_BEAT_SCHEDULER = "apps.telemetry.heartbeats.HeartbeatDatabaseScheduler"
+CELERY_TASK_ALWAYS_EAGER = False

@@ -1,0 +1,22 @@
+"""Development on one machine: `make run` and `python manage.py ...`."""
+
+from __future__ import annotations
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import VAR_DIR, env_bool
+
+DEBUG = env_bool("DJANGO_DEBUG", default=True)
+# A per-checkout key generated into var/ on first use: never committed, never shared.
+_key_file = VAR_DIR / "secret_key"
+if not SECRET_KEY:  # noqa: F405
+    if not _key_file.exists():
+        import secrets
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        _key_file.write_text(secrets.token_urlsafe(50))
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+
+# Serve static files straight from the source folders (no collectstatic step in development).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG

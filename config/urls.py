@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core.views import legacy_function_retired
+
+admin.site.site_header = "TradeOps administration"
+admin.site.site_title = "TradeOps"
+
+api_patterns = [
+    path("", include("apps.core.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("api/", include(api_patterns)),
+    # Legacy Supabase endpoints: retired, answer 410, never act (SPEC §3 "Legacy").
+    re_path(r"^functions/v1/(?P<name>[^/]+)/?.*$", legacy_function_retired, name="legacy-function"),
+    re_path(r"^rest/v1/rpc/(?P<name>[^/]+)/?.*$", legacy_function_retired, name="legacy-rpc"),
+    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(settings.ADMIN_URL, admin.site.urls),
+    path("", include("apps.telemetry.urls")),
+]
