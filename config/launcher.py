@@ -44,14 +44,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         want_pg, want_redis = embedded.wanted()
-        for name, wanted, started in (("PostgreSQL", want_pg, started_pg), ("Redis", want_redis, started_redis)):
+        for name, wanted, started in (
+            ("PostgreSQL", want_pg, started_pg),
+            ("Redis", want_redis, started_redis),
+        ):
             where = f"embedded under {embedded.var_dir()}" if wanted else "from the URL in the environment"
             print(f"[tradeops] {name}: {'started' if started else 'already running'} ({where})", flush=True)
         _manage("migrate", "--noinput", env=env)
         _manage("setup_periodic_tasks", env=env)
         _manage("ensure_admin", env=env)
         print(f"[tradeops] TradeOps is starting on http://127.0.0.1:{port}/  (API: /api/health, /api/docs/)")
-        print("[tradeops] Ctrl-C stops web, worker, beat and the embedded services this run started.", flush=True)
+        print(
+            "[tradeops] Ctrl-C stops web, worker, beat and the embedded services this run started.",
+            flush=True,
+        )
         # start_new_session: honcho and its children get Ctrl-C from us, in order, not from the tty.
         honcho = subprocess.Popen(
             [sys.executable, "-m", "honcho", "start", "-f", str(BASE_DIR / "Procfile"), "-d", str(BASE_DIR)],

@@ -10,7 +10,11 @@ from apps.core.context import ensure_trace_id
 
 # status -> (error_code, message, suggested_fix) for errors that carry no domain detail.
 GENERIC_ERRORS: dict[int, tuple[str, str, str]] = {
-    400: ("VALIDATION_ERROR", "The request is not valid.", "Correct the fields named in `fields` and resend."),
+    400: (
+        "VALIDATION_ERROR",
+        "The request is not valid.",
+        "Correct the fields named in `fields` and resend.",
+    ),
     401: (
         "AUTHENTICATION_REQUIRED",
         "Authentication credentials were not provided or are not valid.",
@@ -23,7 +27,11 @@ GENERIC_ERRORS: dict[int, tuple[str, str, str]] = {
         "Ask an admin for the role this action needs (viewer, operator or admin).",
     ),
     404: ("NOT_FOUND", "Nothing exists at this address.", "Check the path and id; see /api/docs/."),
-    405: ("METHOD_NOT_ALLOWED", "This method is not allowed here.", "See /api/docs/ for the allowed methods."),
+    405: (
+        "METHOD_NOT_ALLOWED",
+        "This method is not allowed here.",
+        "See /api/docs/ for the allowed methods.",
+    ),
     406: ("NOT_ACCEPTABLE", "TradeOps answers JSON only.", "Send `Accept: application/json`."),
     410: ("GONE", "This endpoint has been retired.", "Use the replacement endpoint."),
     413: (

@@ -25,7 +25,9 @@ def legacy_function_retired(request: HttpRequest, name: str) -> JsonResponse:
         extra={"function": name, "classification": entry.classification.value},
     )
     fix = (
-        f"Call {entry.replacement} on TradeOps instead." if entry.replacement else entry.note or "Remove the call."
+        f"Call {entry.replacement} on TradeOps instead."
+        if entry.replacement
+        else entry.note or "Remove the call."
     )
     body = error_body(
         status=410,

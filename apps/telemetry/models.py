@@ -33,7 +33,8 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["target_type", "target_id", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.target_type}:{self.target_id}"
+        target = f"{self.target_type}:{self.target_id}"
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {target}"
 
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None and not self._state.adding:
@@ -62,7 +63,9 @@ class ComponentHeartbeat(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_unique_component_instance")
+            models.UniqueConstraint(
+                fields=["component", "instance"], name="heartbeat_unique_component_instance"
+            )
         ]
         ordering = ["component", "instance"]
 

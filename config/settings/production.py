@@ -9,12 +9,15 @@ from config.settings.base import env, env_bool
 
 DEBUG = False
 _missing = [
-    name for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS") if not env.str(name, default="").strip()
+    name
+    for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")
+    if not env.str(name, default="").strip()
 ]
 if _missing:
     raise ImproperlyConfigured(
         f"Production settings refuse to start without {', '.join(_missing)}. "
-        "Set them in the environment (or as <NAME>_FILE pointing at a secret file)."
+        "Set them in the environment (or as <NAME>_FILE pointing at a secret file). The embedded "
+        "PostgreSQL and Redis under var/ are for development only."
     )
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")

@@ -18,7 +18,7 @@ def assert_envelope(response: Any, status: int, error_code: str) -> dict[str, An
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
     body = json.loads(response.content)
-    assert ENVELOPE_KEYS <= body.keys()
+    assert body.keys() >= ENVELOPE_KEYS
     assert body["error_code"] == error_code
     assert body["trace_id"] == response["X-Trace-Id"]
     assert body["message"] and body["suggested_fix"]
@@ -30,7 +30,9 @@ def logged_trace_ids(caplog: Any) -> set[str]:
 
 
 def test_it_answers_validation_errors_with_fields(token_client: Any) -> None:
-    response = token_client("operator").post("/api/test/echo", {"name": "x" * 20, "quantity": 0}, format="json")
+    response = token_client("operator").post(
+        "/api/test/echo", {"name": "x" * 20, "quantity": 0}, format="json"
+    )
     body = assert_envelope(response, 400, "VALIDATION_ERROR")
     assert set(body["fields"]) == {"name", "quantity"}
 

@@ -33,11 +33,15 @@ class Command(BaseCommand):
         password = given or secrets.token_urlsafe(18)
         user = User.objects.create_superuser(username=username, email="", password=password)
         user_set_role(user=user, role=Role.ADMIN, actor_label="system:bootstrap")
-        audit_record(action="user.create", actor_label="system:bootstrap", target=user,
-                     after={"username": username, "superuser": True})
+        audit_record(
+            action="user.create",
+            actor_label="system:bootstrap",
+            target=user,
+            after={"username": username, "superuser": True},
+        )
         if given:
-            self.stdout.write(f"Created admin user '{username}' with the password from TRADEOPS_ADMIN_PASSWORD.")
-        else:
             self.stdout.write(
-                f"Created admin user '{username}'. Password (shown this once only): {password}"
+                f"Created admin user '{username}' with the password from TRADEOPS_ADMIN_PASSWORD."
             )
+        else:
+            self.stdout.write(f"Created admin user '{username}'. Password (shown this once only): {password}")
