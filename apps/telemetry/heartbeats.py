@@ -62,6 +62,10 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
                 break
         connection.close()
 
+    def terminate(self, worker: Any) -> None:
+        # A cold shutdown calls terminate, not stop; the base class would do nothing (no self.obj).
+        self.stop(worker)
+
     def stop(self, worker: Any) -> None:
         self._stop.set()
         if self._thread is not None:
