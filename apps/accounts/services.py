@@ -77,9 +77,7 @@ def api_token_authenticate(token: str) -> ApiToken | None:
 
 @transaction.atomic
 def api_token_revoke(*, token_row: ApiToken, actor_label: str = "system") -> ApiToken:
-    updated = ApiToken.objects.filter(pk=token_row.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    updated = ApiToken.objects.filter(pk=token_row.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     if updated:
         audit_record(
             action="api_token.revoke",

@@ -23,11 +23,7 @@ def redact(value: Any) -> Any:
     """A copy of value with every secret-named key's value replaced by REDACTED."""
     if isinstance(value, dict):
         return {
-            k: (
-                REDACTED
-                if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "")
-                else redact(v)
-            )
+            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "") else redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

@@ -18,8 +18,7 @@ GENERIC_ERRORS: dict[int, tuple[str, str, str]] = {
     401: (
         "AUTHENTICATION_REQUIRED",
         "Authentication credentials were not provided or are not valid.",
-        "Send `Authorization: Token <token>` (create one with `python manage.py create_api_token`) "
-        "or sign in.",
+        "Send `Authorization: Token <token>` (create one with `python manage.py create_api_token`) or sign in.",
     ),
     403: (
         "PERMISSION_DENIED",

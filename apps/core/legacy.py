@@ -53,15 +53,11 @@ LEGACY_FUNCTIONS: tuple[LegacyFunction, ...] = (
     LegacyFunction("job-watchdog", C.EXECUTION_CRITICAL, D.DELETE, "GET /api/jobs", _INTERNAL),
     LegacyFunction("job-worker", C.EXECUTION_CRITICAL, D.DELETE, "GET /api/jobs", _INTERNAL),
     LegacyFunction("force-tick", C.EXECUTION_CRITICAL, D.DELETE, "POST /api/runners/{id}/tick"),
-    LegacyFunction(
-        "autonomy-watchdog", C.EXECUTION_CRITICAL, D.DELETE, "GET /api/bots/{id}/autonomy", _INTERNAL
-    ),
+    LegacyFunction("autonomy-watchdog", C.EXECUTION_CRITICAL, D.DELETE, "GET /api/bots/{id}/autonomy", _INTERNAL),
     LegacyFunction("system-proof", C.SIDE_EFFECT_ONLY, D.DELETE, "GET /api/system/status"),
     # UI call sites moved in Phase 0.
     LegacyFunction("create-starter-bots", C.STATE_MUTATING, D.DELETE, "POST /api/bots/starter-pack"),
-    LegacyFunction(
-        "reconcile-bot-execution", C.EXECUTION_CRITICAL, D.DELETE, "POST /api/bots/{id}/reconcile"
-    ),
+    LegacyFunction("reconcile-bot-execution", C.EXECUTION_CRITICAL, D.DELETE, "POST /api/bots/{id}/reconcile"),
     # MIGRATE: the capability now lives in TradeOps.
     LegacyFunction(
         "broker-tradovate",
@@ -78,9 +74,7 @@ LEGACY_FUNCTIONS: tuple[LegacyFunction, ...] = (
         "Live routing runs inside the tick pipeline; verify the broker connection instead.",
     ),
     LegacyFunction("runner-tick", C.EXECUTION_CRITICAL, D.MIGRATE, "POST /api/runners/{id}/tick"),
-    LegacyFunction(
-        "sim-execute-order", C.EXECUTION_CRITICAL, D.MIGRATE, None, "SIM fills happen inside the tick."
-    ),
+    LegacyFunction("sim-execute-order", C.EXECUTION_CRITICAL, D.MIGRATE, None, "SIM fills happen inside the tick."),
     LegacyFunction("risk-engine", C.EXECUTION_CRITICAL, D.MIGRATE, None, "Risk checks run inside the tick."),
     LegacyFunction("run-backtest", C.EXECUTION_CRITICAL, D.MIGRATE, "POST /api/backtests"),
     LegacyFunction("backtest-matrix", C.STATE_MUTATING, D.MIGRATE, "POST /api/backtests/matrix"),
@@ -92,9 +86,7 @@ LEGACY_FUNCTIONS: tuple[LegacyFunction, ...] = (
         None,
         "Bars are fetched by TradeOps' market-data service; import files with `manage.py import_bars`.",
     ),
-    LegacyFunction(
-        "market-hours", C.SIDE_EFFECT_ONLY, D.MIGRATE, None, "Market hours are checked inside the tick."
-    ),
+    LegacyFunction("market-hours", C.SIDE_EFFECT_ONLY, D.MIGRATE, None, "Market hours are checked inside the tick."),
     LegacyFunction("strategy-lab-*", C.EXECUTION_CRITICAL, D.MIGRATE, "POST /api/strategy-lab/experiments"),
     # KEEP_AUTH_ONLY in the old design; TradeOps does its own auth, so these are retired too.
     LegacyFunction("send-2fa-code", C.SIDE_EFFECT_ONLY, D.KEEP_AUTH_ONLY, "POST /api/auth/2fa/send-code"),

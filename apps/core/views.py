@@ -24,11 +24,7 @@ def legacy_function_retired(request: HttpRequest, name: str) -> JsonResponse:
         trace_id,
         extra={"function": name, "classification": entry.classification.value},
     )
-    fix = (
-        f"Call {entry.replacement} on TradeOps instead."
-        if entry.replacement
-        else entry.note or "Remove the call."
-    )
+    fix = f"Call {entry.replacement} on TradeOps instead." if entry.replacement else entry.note or "Remove the call."
     body = error_body(
         status=410,
         error_code="EDGE_FUNCTION_RETIRED",

@@ -63,11 +63,40 @@ class ComponentHeartbeat(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["component", "instance"], name="heartbeat_unique_component_instance"
-            )
+            models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_unique_component_instance")
         ]
         ordering = ["component", "instance"]
 
     def __str__(self) -> str:
         return f"{self.component}:{self.instance} @ {self.last_seen_at:%H:%M:%S}"
+
+
+class IntegrationUsageEvent(models.Model):
+    """Proof of use: one row per call to an external provider, success or failure (SPEC §1.4)."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "ok"
+        ERROR = "error", "error"
+
+    provider = models.CharField(max_length=40)
+    operation = models.CharField(max_length=60)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    latency_ms = models.FloatField(null=True, blank=True)
+    # A plain id, not a FK: bots live in a higher app, and events must outlive a deleted bot.
+    bot_id = models.BigIntegerField(null=True, blank=True)
+    trace_id = models.CharField(max_length=64)
+    error_code = models.CharField(max_length=60, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The Connections tab and status: latest per provider, counts per provider over 24 h.
+            models.Index(fields=["provider", "-created_at"], name="usage_provider_created"),
+            models.Index(fields=["provider", "operation", "-created_at"], name="usage_provider_op"),
+            models.Index(fields=["bot_id", "-created_at"], name="usage_bot_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}.{self.operation} {self.status} {self.latency_ms} ms"

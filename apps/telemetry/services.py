@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.telemetry.models import ComponentHeartbeat
+from apps.core.context import ensure_trace_id
+from apps.telemetry.models import ComponentHeartbeat, IntegrationUsageEvent
+
+logger = logging.getLogger("tradeops.telemetry")
 
 
 def heartbeat_record(
@@ -33,6 +38,35 @@ def heartbeat_record(
 
 def heartbeat_stop(*, component: str, instance: str) -> None:
     now = timezone.now()
-    ComponentHeartbeat.objects.filter(component=component, instance=instance).update(
-        stopped_at=now, last_seen_at=now
-    )
+    ComponentHeartbeat.objects.filter(component=component, instance=instance).update(stopped_at=now, last_seen_at=now)
+
+
+def usage_event_record(
+    *,
+    provider: str,
+    operation: str,
+    ok: bool,
+    latency_ms: float | None,
+    bot_id: int | None = None,
+    error_code: str = "",
+    http_status: int | None = None,
+) -> IntegrationUsageEvent | None:
+    """Write one proof-of-use row. Never raises: metering must not break or block the call it
+    meters. Inside a caller's transaction it writes in a savepoint, so a failed insert cannot
+    poison that transaction."""
+    try:
+        with transaction.atomic(savepoint=connection.in_atomic_block):
+            return IntegrationUsageEvent.objects.create(
+                provider=provider,
+                operation=operation,
+                status=IntegrationUsageEvent.Status.OK if ok else IntegrationUsageEvent.Status.ERROR,
+                latency_ms=latency_ms,
+                bot_id=bot_id,
+                trace_id=ensure_trace_id(),
+                error_code=error_code,
+                http_status=http_status,
+                created_at=timezone.now(),
+            )
+    except Exception:
+        logger.exception("could not record a usage event for %s.%s", provider, operation)
+        return None

@@ -21,9 +21,7 @@ VAR_DIR = embedded.var_dir()
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases
 # ------------------------------------------------------------------------------
 # DATABASE_URL wins; unset, the embedded PostgreSQL under var/ (config/embedded.py).
-DATABASES = {
-    "default": env.db("DATABASE_URL") if env.str("DATABASE_URL", default="") else embedded.postgres_settings()
-}
+DATABASES = {"default": env.db("DATABASE_URL") if env.str("DATABASE_URL", default="") else embedded.postgres_settings()}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -62,6 +60,7 @@ LOCAL_APPS = [
     "apps.core",
     "apps.telemetry",
     "apps.accounts",
+    "apps.integrations",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -144,4 +143,5 @@ HEARTBEAT_STALE_AFTER_SECONDS = env.int("HEARTBEAT_STALE_AFTER_SECONDS", default
 
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.drf import *  # noqa: E402,F403
+from config.settings.integrations import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403

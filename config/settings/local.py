@@ -17,6 +17,19 @@ if not SECRET_KEY:  # noqa: F405
         _key_file.chmod(0o600)
     SECRET_KEY = _key_file.read_text().strip()
 
+# The credential store's key-encryption key: generated into var/ for this development checkout
+# only (never committed). Production must set CREDENTIALS_ENCRYPTION_KEY.
+_kek_file = VAR_DIR / "credentials.key"
+if not CREDENTIALS_ENCRYPTION_KEY:  # noqa: F405
+    if not _kek_file.exists():
+        from cryptography.fernet import Fernet
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        _kek_file.write_text(Fernet.generate_key().decode())
+        _kek_file.chmod(0o600)
+    CREDENTIALS_ENCRYPTION_KEY = [_kek_file.read_text().strip()]
+
 # Serve static files straight from the source folders (no collectstatic step in development).
+STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -23,3 +23,12 @@ STORAGES = {
 if not env.str("REDIS_URL", default=""):
     REDIS_URL = embedded.redis_url(db=15)
     CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
+
+# A fixed, test-only key-encryption key, and short provider timeouts (the stubs' "timeout" mode
+# sleeps longer than this).
+CREDENTIALS_ENCRYPTION_KEY = ["9ODPLn7ptPxlQoJf5V6uT9pXxP5n8Ejm0y6d3C0VvQo="]
+INTEGRATIONS_HTTP_TIMEOUT_SECONDS = 0.5
+
+# Static files come from the source folders (finders); no collected copy exists in tests.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

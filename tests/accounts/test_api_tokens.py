@@ -69,9 +69,7 @@ def test_a_revoked_token_is_refused(token_client: Any) -> None:
 
 def test_an_inactive_user_token_is_refused(token_client: Any) -> None:
     client = token_client("operator", username="leaver")
-    type(ApiToken.objects.get(user__username="leaver").user).objects.filter(username="leaver").update(
-        is_active=False
-    )
+    type(ApiToken.objects.get(user__username="leaver").user).objects.filter(username="leaver").update(is_active=False)
     assert client.get("/api/test/echo").status_code == 401
 
 
@@ -82,9 +80,7 @@ def test_an_inactive_user_token_is_refused(token_client: Any) -> None:
 def test_roles_are_ordered(token_client: Any, role: str, get_status: int, post_status: int) -> None:
     client = token_client(role)
     assert client.get("/api/test/echo").status_code == get_status
-    assert (
-        client.post("/api/test/echo", {"name": "a", "quantity": 1}, format="json").status_code == post_status
-    )
+    assert client.post("/api/test/echo", {"name": "a", "quantity": 1}, format="json").status_code == post_status
 
 
 def test_a_signed_in_user_without_a_role_may_do_nothing(stranger: Any) -> None:

@@ -30,9 +30,7 @@ def logged_trace_ids(caplog: Any) -> set[str]:
 
 
 def test_it_answers_validation_errors_with_fields(token_client: Any) -> None:
-    response = token_client("operator").post(
-        "/api/test/echo", {"name": "x" * 20, "quantity": 0}, format="json"
-    )
+    response = token_client("operator").post("/api/test/echo", {"name": "x" * 20, "quantity": 0}, format="json")
     body = assert_envelope(response, 400, "VALIDATION_ERROR")
     assert set(body["fields"]) == {"name", "quantity"}
 

@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in PRODUCTION_ENV
-    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in PRODUCTION_ENV}
     base["DJANGO_SETTINGS_MODULE"] = "config.settings.production"
     base.update(env)
     return subprocess.run(

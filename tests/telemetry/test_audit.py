@@ -71,9 +71,7 @@ def test_it_is_append_only_through_the_orm(db: Any) -> None:
         event.delete()
 
 
-@pytest.mark.parametrize(
-    "sql", ["UPDATE telemetry_auditevent SET reason = 'x'", "DELETE FROM telemetry_auditevent"]
-)
+@pytest.mark.parametrize("sql", ["UPDATE telemetry_auditevent SET reason = 'x'", "DELETE FROM telemetry_auditevent"])
 def test_it_is_append_only_in_the_database(db: Any, sql: str) -> None:
     audit_record(action="x", actor_label="system:test")
     with (

@@ -56,9 +56,7 @@ def test_real_worker_and_beat_report_and_say_when_they_stop(real_celery: Any) ->
     PeriodicTask.objects.filter(name="tradeops:queue-probe").update(interval=every_second)
     real_celery.control.purge()
 
-    worker = _celery(
-        "worker", "--pool", "solo", "--hostname", "hb-test@%h", "--without-mingle", "--without-gossip"
-    )
+    worker = _celery("worker", "--pool", "solo", "--hostname", "hb-test@%h", "--without-mingle", "--without-gossip")
     beat = _celery("beat")
     try:
         _wait_for(lambda: selectors.scheduler_state()["status"] == "ok")

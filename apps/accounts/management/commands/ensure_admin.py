@@ -40,8 +40,6 @@ class Command(BaseCommand):
             after={"username": username, "superuser": True},
         )
         if given:
-            self.stdout.write(
-                f"Created admin user '{username}' with the password from TRADEOPS_ADMIN_PASSWORD."
-            )
+            self.stdout.write(f"Created admin user '{username}' with the password from TRADEOPS_ADMIN_PASSWORD.")
         else:
             self.stdout.write(f"Created admin user '{username}'. Password (shown this once only): {password}")

@@ -64,12 +64,8 @@ class Command(BaseCommand):
                 },
             )
             declared.add(spec.name)
-            self.stdout.write(
-                f"{'created' if created else 'updated'} {spec.name} every {spec.every_seconds}s"
-            )
-        retired = PeriodicTask.objects.filter(name__startswith=PREFIX, enabled=True).exclude(
-            name__in=declared
-        )
+            self.stdout.write(f"{'created' if created else 'updated'} {spec.name} every {spec.every_seconds}s")
+        retired = PeriodicTask.objects.filter(name__startswith=PREFIX, enabled=True).exclude(name__in=declared)
         for name in retired.values_list("name", flat=True):
             self.stdout.write(f"disabled {name} (no longer declared)")
         if retired.update(enabled=False):

@@ -1,0 +1,191 @@
+"""The ONLY module that performs outbound HTTP (R16). It enforces timeouts, classifies failures
+into SPEC error codes with a suggested fix, and meters every call as an IntegrationUsageEvent.
+
+Provider clients call `call(...)`; they never import httpx themselves.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+from apps.core.context import ensure_trace_id
+from apps.integrations.errors import IntegrationError
+from apps.integrations.metering import metered
+
+logger = logging.getLogger("tradeops.integrations.http")
+
+# A provider-specific look at a response before the generic rules: return an IntegrationError
+# for failures that arrive as 2xx (Tradovate's errorText) or with unusual codes (Gemini's 400
+# for a bad key), or None to fall through.
+Classifier = Callable[[httpx.Response, Any], IntegrationError | None]
+# Checks the decoded body's shape; raise ValueError/KeyError/TypeError when it is malformed.
+Validator = Callable[[Any], None]
+
+_client_lock = threading.Lock()
+_client: httpx.Client | None = None
+
+
+def _shared_client() -> httpx.Client:
+    """One pooled client per process: keep-alive connections, thread-safe. No retries here —
+    callers decide, from the error's `permanent` flag."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(
+                follow_redirects=False,
+                headers={"User-Agent": "TradeOps/0.1 (+control plane)"},
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+                trust_env=False,
+            )
+        return _client
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: httpx.Headers
+    body: Any  # decoded JSON, or the text when expect_json is False
+    latency_ms: float | None = None
+
+
+def call(
+    *,
+    provider: str,
+    operation: str,
+    method: str,
+    url: str,
+    bot_id: int | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+    data: dict[str, Any] | None = None,
+    auth: tuple[str, str] | None = None,
+    timeout: float | None = None,
+    expect_json: bool = True,
+    classify: Classifier | None = None,
+    validate: Validator | None = None,
+) -> HttpResult:
+    """Perform one metered request. Returns the decoded answer, or raises IntegrationError."""
+    limit = timeout if timeout is not None else settings.INTEGRATIONS_HTTP_TIMEOUT_SECONDS
+    send_headers = {"Accept": "application/json", "X-Trace-Id": ensure_trace_id(), **(headers or {})}
+    with metered(provider=provider, operation=operation, bot_id=bot_id) as meter:
+        try:
+            response = _shared_client().request(
+                method,
+                url,
+                headers=send_headers,
+                params=params,
+                json=json,
+                data=data,
+                auth=auth,
+                timeout=httpx.Timeout(limit),
+            )
+        except httpx.TimeoutException:
+            raise IntegrationError(
+                f"{provider} did not answer within {limit:g}s ({operation}).",
+                error_code="INTEGRATION_TIMEOUT",
+                provider=provider,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise IntegrationError(
+                f"{provider} could not be reached ({operation}): {type(exc).__name__}.",
+                error_code="INTEGRATION_NETWORK_ERROR",
+                provider=provider,
+            ) from None
+        meter.http_status = response.status_code
+        body = _decode(response, expect_json)
+        error = classify(response, body) if classify else None
+        if error is None:
+            error = _classify_status(provider, operation, response, body)
+        if error is not None:
+            error.http_status = error.http_status or response.status_code
+            raise error
+        if expect_json and body is _MALFORMED:
+            raise _bad_response(provider, operation, "the body is not JSON", response.status_code)
+        if validate is not None:
+            try:
+                validate(body)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise _bad_response(provider, operation, str(exc) or type(exc).__name__, response.status_code) from None
+    return HttpResult(status=response.status_code, headers=response.headers, body=body, latency_ms=meter.latency_ms)
+
+
+_MALFORMED = object()
+
+
+def _decode(response: httpx.Response, expect_json: bool) -> Any:
+    if not expect_json:
+        return response.text
+    if not response.content:
+        return None
+    try:
+        return jsonlib.loads(response.content)
+    except ValueError:
+        return _MALFORMED
+
+
+def _bad_response(provider: str, operation: str, why: str, status: int) -> IntegrationError:
+    return IntegrationError(
+        f"{provider} answered {operation} with something TradeOps does not understand: {why[:200]}",
+        error_code="INTEGRATION_BAD_RESPONSE",
+        provider=provider,
+        http_status=status,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(raw) - timezone.now()).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def provider_message(body: Any) -> str:
+    """The provider's own error text, from the common shapes, cut short (it is shown to operators;
+    providers do not echo secrets in these fields)."""
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail", "errorText", "error_description"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("case")
+            if isinstance(value, str) and value:
+                return value[:200]
+    return ""
+
+
+def _classify_status(provider: str, operation: str, response: httpx.Response, body: Any) -> IntegrationError | None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    said = provider_message(body if body is not _MALFORMED else None)
+    suffix = f": {said}" if said else ""
+    if status == 401:
+        code, message = "INTEGRATION_AUTH_FAILED", f"{provider} rejected the credentials (401){suffix}"
+    elif status == 403:
+        code, message = "INTEGRATION_PERMISSION_DENIED", f"{provider} refused {operation} (403){suffix}"
+    elif status in (423, 429):
+        code, message = "INTEGRATION_RATE_LIMITED", f"{provider} is rate-limiting this key ({status}){suffix}"
+    elif status >= 500:
+        code, message = "INTEGRATION_PROVIDER_ERROR", f"{provider} failed on its side ({status}){suffix}"
+    else:
+        code, message = "INTEGRATION_REQUEST_REJECTED", f"{provider} rejected {operation} ({status}){suffix}"
+    return IntegrationError(
+        message, error_code=code, provider=provider, http_status=status, retry_after=_retry_after(response)
+    )
