@@ -7,12 +7,16 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.views import legacy_function_retired
+from apps.integrations import views as integration_views
+from apps.integrations.apis import SystemStatusApi
 
 admin.site.site_header = "TradeOps administration"
 admin.site.site_title = "TradeOps"
 
 api_patterns = [
     path("", include("apps.core.urls")),
+    path("integrations/", include("apps.integrations.urls")),
+    path("system/status", SystemStatusApi.as_view(), name="system-status"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -25,5 +29,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(settings.ADMIN_URL, admin.site.urls),
-    path("", include("apps.telemetry.urls")),
+    path("connections/", include("apps.integrations.urls_pages")),
+    path("", integration_views.overview, name="overview"),
 ]

@@ -23,6 +23,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # httpx logs every request URL at INFO; a provider that takes its key in the query string
+        # would leak it. Our http module logs what matters, without URLs' query strings.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         # Celery installs its own handlers unless told not to (worker_hijack_root_logger below).
         "celery": {"level": LOG_LEVEL},
     },

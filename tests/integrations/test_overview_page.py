@@ -41,23 +41,24 @@ def test_the_layout_has_the_navigation_and_vendored_htmx(viewer: Any) -> None:
     assert '"X-CSRFToken"' in html  # hx-headers on <body>
 
 
-def test_without_heartbeats_it_says_the_scheduler_is_unavailable(viewer: Any) -> None:
+def test_without_heartbeats_it_says_blocked_by_the_scheduler(viewer: Any) -> None:
     client = Client()
     client.force_login(viewer)
     html = client.get("/").content.decode()
-    assert "SCHEDULER UNAVAILABLE" in html
+    assert "<strong>BLOCKED</strong>" in html and "SCHEDULER_UNAVAILABLE" in html
     assert "never seen" in html and "none ever seen" in html
 
 
-def test_with_live_heartbeats_it_says_platform_services_are_up(viewer: Any) -> None:
+def test_a_fresh_boot_names_the_missing_keys_and_the_fix(viewer: Any) -> None:
     heartbeat_record(component="beat", instance="beat@h")
     heartbeat_record(component="worker", instance="worker@h")
     client = Client()
     client.force_login(viewer)
-    html = client.get("/").content.decode()
-    assert "Platform services up" in html and "worker@h" in html
-    # It does not pretend to know about trading readiness.
-    assert "not evaluated" in html
+    response = client.get("/")
+    html = response.content.decode()
+    assert "<strong>BLOCKED</strong>" in html and "worker@h" in html
+    assert "DATABENTO_API_KEY" in html and "POLYGON_API_KEY" in html and "Fix:" in html
+    assert response["X-Trace-Id"] in html
 
 
 def test_a_stopped_worker_is_shown_stopped(viewer: Any) -> None:
@@ -67,7 +68,7 @@ def test_a_stopped_worker_is_shown_stopped(viewer: Any) -> None:
     client = Client()
     client.force_login(viewer)
     html = client.get("/").content.decode()
-    assert "stopped" in html and "SCHEDULER UNAVAILABLE" in html
+    assert "stopped" in html and "SCHEDULER_UNAVAILABLE" in html
 
 
 def test_htmx_polling_gets_only_the_partial(htmx_client: Client) -> None:
@@ -84,7 +85,7 @@ def test_when_redis_is_down_it_says_blocked(viewer: Any, settings: Any, tmp_path
     client = Client()
     client.force_login(viewer)
     html = client.get("/").content.decode()
-    assert "BLOCKED" in html and "Redis" in html
+    assert "<strong>BLOCKED</strong>" in html and "BROKER_UNAVAILABLE" in html
 
 
 def test_an_htmx_post_without_the_csrf_token_is_refused(viewer: Any) -> None:

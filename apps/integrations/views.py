@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from apps.core import health
+from apps.core.exceptions import ApplicationError
+from apps.core.http import HtmxHttpRequest
+from apps.core.roles import Role, user_has_role
+from apps.integrations import registry, selectors, services
+from apps.integrations.forms import CredentialsForm
+from apps.integrations.registry import CATEGORY_LABELS, Category
+from apps.telemetry import selectors as telemetry_selectors
+
+
+def _forbidden(request: HtmxHttpRequest, role: Role) -> HttpResponse | None:
+    if user_has_role(request.user, role):
+        return None
+    return HttpResponse(f"Your role does not allow this; it needs {role.group_name}.", status=403)
+
+
+def _card_context(request: HtmxHttpRequest, provider: str, **extra: object) -> dict[str, object]:
+    row = next((r for r in selectors.integration_status_list() if r["provider"] == provider), None)
+    if row is None:
+        raise Http404
+    return {
+        "row": row,
+        "can_verify": user_has_role(request.user, Role.OPERATOR),
+        "can_edit": user_has_role(request.user, Role.ADMIN),
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def overview(request: HtmxHttpRequest) -> HttpResponse:
+    database = health.check_database()
+    context = {
+        "nav": "overview",
+        "database": database,
+        "redis": health.check_redis(),
+        "scheduler": telemetry_selectors.scheduler_state() if database["ok"] else None,
+        "status": selectors.system_status() if database["ok"] else None,
+    }
+    template = "integrations/overview.html"
+    if request.htmx:
+        template += "#platform-status"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required
+def connections(request: HtmxHttpRequest) -> HttpResponse:
+    _require_viewer(request)
+    rows = selectors.integration_status_list()
+    groups = [{"label": CATEGORY_LABELS[c], "rows": [r for r in rows if r["category"] == c.value]} for c in Category]
+    return render(
+        request,
+        "integrations/connections.html",
+        {
+            "nav": "connections",
+            "groups": groups,
+            "can_verify": user_has_role(request.user, Role.OPERATOR),
+            "can_edit": user_has_role(request.user, Role.ADMIN),
+        },
+    )
+
+
+def _require_viewer(request: HtmxHttpRequest) -> None:
+    if not user_has_role(request.user, Role.VIEWER):
+        raise Http404  # a user with no role sees nothing
+
+
+@require_POST
+@login_required
+def verify(request: HtmxHttpRequest, provider: str) -> HttpResponse:
+    if registry.get(provider) is None:
+        raise Http404
+    if (denied := _forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    result = services.integration_verify(provider=provider)
+    return render(request, "integrations/connections_card.html", _card_context(request, provider, result=result))
+
+
+@require_POST
+@login_required
+def credentials(request: HtmxHttpRequest, provider: str) -> HttpResponse:
+    spec = registry.get(provider)
+    if spec is None:
+        raise Http404
+    if (denied := _forbidden(request, Role.ADMIN)) is not None:
+        return denied
+    form = CredentialsForm(request.POST, spec=spec)
+    message, error = "", ""
+    if form.is_valid() and form.entered():
+        try:
+            stored = services.credentials_replace(provider=provider, values=form.entered(), actor=request.user)
+            message = f"Stored {', '.join(stored)} (encrypted). Now Verify."
+        except ApplicationError as exc:
+            error = f"{exc.message} {exc.suggested_fix}"
+    else:
+        error = "Enter at least one value."
+    return render(
+        request,
+        "integrations/connections_card.html",
+        _card_context(request, provider, form_message=message, form_error=error),
+    )
+
+
+@require_GET
+@login_required
+def usage_popout(request: HtmxHttpRequest, provider: str) -> HttpResponse:
+    _require_viewer(request)
+    spec = registry.get(provider)
+    if spec is None:
+        raise Http404
+    events = selectors.usage_event_list(provider=provider, limit=25)
+    return render(request, "integrations/usage_events_modal.html", {"spec": spec, "events": events})
+
+
+@require_GET
+@login_required
+def keys_needed(request: HtmxHttpRequest) -> HttpResponse:
+    _require_viewer(request)
+    return render(request, "integrations/keys_needed.html", {"nav": "connections", "groups": selectors.keys_needed()})
