@@ -9,4 +9,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from apps.accounts import signals  # noqa: F401  (audits sign-in success and failure)
+        from apps.accounts import (  # noqa: F401
+            schema,  # registers the token scheme with drf-spectacular
+            signals,  # audits sign-in success and failure
+        )

@@ -3,7 +3,8 @@ Every figure comes from a query; an unknown is None, never a made-up 0."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,17 +16,21 @@ from apps.integrations import registry
 from apps.integrations.errors import fix_for
 from apps.integrations.models import StoredCredential
 from apps.integrations.registry import CATEGORY_LABELS, Category, ProviderSpec
-from apps.telemetry.models import IntegrationUsageEvent
+from apps.telemetry.models import IntegrationUsageEvent, IntegrationUsageRollup
 
-# One round trip for every provider's latest event, latest verify and 24 h count. The LATERAL
-# subqueries each walk the (provider, created_at) indexes from the newest row: cheap at any size.
+# One round trip for every provider's latest event, latest verify and exact 24 h count. The LATERAL
+# subqueries walk the (provider, created_at) indexes from the newest row; the count adds the 5-minute
+# rollup buckets that lie wholly inside the window to a raw count of the partial bucket at its start,
+# so it is exact and reads at most 288 rollup rows and 5 minutes of events per provider.
 _USAGE_SUMMARY_SQL = """
 SELECT p.provider,
        latest.created_at, latest.status, latest.error_code, latest.operation,
        verify.created_at, verify.status, verify.error_code,
-       (SELECT count(*) FROM telemetry_integrationusageevent c
-         WHERE c.provider = p.provider AND c.created_at >= %s) AS count_24h
-  FROM unnest(%s::text[]) AS p(provider)
+       (SELECT coalesce(sum(r.calls), 0) FROM telemetry_integrationusagerollup r
+         WHERE r.provider = p.provider AND r.bucket_start >= %(full_from)s)
+     + (SELECT count(*) FROM telemetry_integrationusageevent c
+         WHERE c.provider = p.provider AND c.created_at >= %(cutoff)s AND c.created_at < %(full_from)s)
+  FROM unnest(%(providers)s::text[]) AS p(provider)
   LEFT JOIN LATERAL (
         SELECT created_at, status, error_code, operation FROM telemetry_integrationusageevent e
          WHERE e.provider = p.provider ORDER BY e.created_at DESC LIMIT 1) latest ON TRUE
@@ -36,8 +41,11 @@ SELECT p.provider,
 
 
 def _usage_summary(providers: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+    cutoff = now - timedelta(hours=24)
+    bucket = IntegrationUsageRollup.BUCKET_SECONDS
+    full_from = datetime.fromtimestamp(math.ceil(cutoff.timestamp() / bucket) * bucket, tz=UTC)
     with connection.cursor() as cursor:
-        cursor.execute(_USAGE_SUMMARY_SQL, [now - timedelta(hours=24), providers])
+        cursor.execute(_USAGE_SUMMARY_SQL, {"cutoff": cutoff, "full_from": full_from, "providers": providers})
         rows = cursor.fetchall()
     out = {}
     for provider, l_at, l_status, l_code, l_op, v_at, v_status, v_code, count in rows:
@@ -49,7 +57,7 @@ def _usage_summary(providers: list[str], now: datetime) -> dict[str, dict[str, A
             "last_verified_at": v_at,
             "last_verify_ok": (v_status == "ok") if v_status else None,
             "last_verify_error_code": v_code or None,
-            "proof_of_use_count_24h": count,
+            "proof_of_use_count_24h": int(count),
         }
     return out
 

@@ -100,3 +100,22 @@ class IntegrationUsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}.{self.operation} {self.status} {self.latency_ms} ms"
+
+
+class IntegrationUsageRollup(models.Model):
+    """Usage events counted per provider per 5-minute bucket, kept by a database trigger on
+    IntegrationUsageEvent inserts (migration 0005), so counts over 24 h read ≤ 288 rows per provider
+    instead of every event. Derived data: never written by application code."""
+
+    BUCKET_SECONDS = 300
+
+    provider = models.CharField(max_length=40)
+    bucket_start = models.DateTimeField()
+    calls = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "bucket_start"], name="usage_rollup_unique_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.bucket_start:%Y-%m-%d %H:%M} {self.calls}"
