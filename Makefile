@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint services-up services-down clean
+.PHONY: run test install lint bench services-up services-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ services-down: $(STAMP)
 
 clean: services-down
 	rm -rf var/
+
+## make bench: benchmarks (not tests); each prints our figure and the peer's from the same run
+bench: $(STAMP)
+	$(PY) -m config.embedded exec -- sh -c '$(PY) bench/metering.py; $(PY) bench/integrations_status.py'

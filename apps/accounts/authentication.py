@@ -25,10 +25,10 @@ class HashedTokenAuthentication(BaseAuthentication):
             token = auth[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token header.")) from None
-        row = api_token_authenticate(token)
-        if row is None:
+        found = api_token_authenticate(token)
+        if found is None:
             raise exceptions.AuthenticationFailed(_("Invalid or revoked token."))
-        return row.user, row
+        return found
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

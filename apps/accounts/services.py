@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from apps.accounts.models import ApiToken
 from apps.core.audit import audit_record
-from apps.core.roles import ROLE_NAMES, Role
+from apps.core.db import fetch_prepared, instance_from_values
+from apps.core.roles import ROLE_NAMES, Role, role_from_groups
 
 TOKEN_PREFIX = "tro_"
 
@@ -61,18 +62,35 @@ def api_token_create(
     return row, token
 
 
-def api_token_authenticate(token: str) -> ApiToken | None:
-    row = (
-        ApiToken.objects.select_related("user")
-        .filter(key_hash=token_hash(token), revoked_at__isnull=True, user__is_active=True)
-        .first()
+# One prepared query per authenticated API request: the token, its user and the user's role.
+_TOKEN_AUTH_SQL = """
+SELECT t.id, t.last_used_at, u.id, u.username, u.is_superuser, u.is_staff,
+       (SELECT array_agg(g.name) FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
+         WHERE ug.user_id = u.id AND g.name = ANY(%(roles)s))
+  FROM accounts_apitoken t JOIN auth_user u ON u.id = t.user_id
+ WHERE t.key_hash = %(hash)s AND t.revoked_at IS NULL AND u.is_active
+"""
+
+
+def api_token_authenticate(token: str) -> tuple[AbstractUser, ApiToken] | None:
+    """The active user and token row for `token`, or None. The user's role is resolved in the same
+    query and cached on the user (apps.core.roles.user_role reads it)."""
+    rows = fetch_prepared(_TOKEN_AUTH_SQL, {"hash": token_hash(token), "roles": list(ROLE_NAMES)})
+    if not rows:
+        return None
+    token_id, last_used_at, user_id, username, is_superuser, is_staff, groups = rows[0]
+    User = get_user_model()
+    user = instance_from_values(
+        User,
+        {"id": user_id, "username": username, "is_superuser": is_superuser, "is_staff": is_staff, "is_active": True},
     )
-    if row is not None:
-        now = timezone.now()
-        # Coarse last-used stamp: one write a minute at most, not one per request.
-        if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-            ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
-    return row
+    user._tradeops_role = role_from_groups(groups or [])  # type: ignore[attr-defined]
+    row = instance_from_values(ApiToken, {"id": token_id, "user_id": user_id, "last_used_at": last_used_at})
+    now = timezone.now()
+    # Coarse last-used stamp: one write a minute at most, not one per request.
+    if last_used_at is None or (now - last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+    return user, row
 
 
 @transaction.atomic

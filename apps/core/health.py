@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -28,16 +29,24 @@ def check_database() -> dict[str, Any]:
     return _probe(ping)
 
 
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    """One thread-safe client (and connection pool) per process for REDIS_URL: a status page must
+    pay neither a connection set-up nor a client construction per call. Keyed by URL, so a test
+    that points REDIS_URL elsewhere gets its own."""
+    url = settings.REDIS_URL
+    client = _clients.get(url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(url) or redis.Redis.from_url(
+                url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+            )
+            _clients[url] = client
+    return client
 
 
 def check_redis() -> dict[str, Any]:
-    def ping() -> None:
-        client = redis_client()
-        try:
-            client.ping()
-        finally:
-            client.close()
-
-    return _probe(ping)
+    return _probe(lambda: redis_client().ping())

@@ -8,6 +8,7 @@ A superuser counts as admin. A user in no role group can authenticate but may do
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -42,10 +43,15 @@ def user_role(user: AbstractBaseUser | AnonymousUser | None) -> Role | None:
     cached = getattr(user, "_tradeops_role", False)
     if cached is not False:
         return cached
-    names = set(user.groups.filter(name__in=ROLE_NAMES).values_list("name", flat=True))  # type: ignore[attr-defined]
-    role = max((r for r in Role if r.group_name in names), default=None)
+    names = user.groups.filter(name__in=ROLE_NAMES).values_list("name", flat=True)  # type: ignore[attr-defined]
+    role = role_from_groups(names)
     user._tradeops_role = role  # type: ignore[union-attr]
     return role
+
+
+def role_from_groups(names: Iterable[str]) -> Role | None:
+    held = set(names)
+    return max((r for r in Role if r.group_name in held), default=None)
 
 
 def user_has_role(user: AbstractBaseUser | AnonymousUser | None, role: Role) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -9,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core import snapshots
 from apps.core.context import ensure_trace_id
 from apps.core.permissions import IsAdmin, IsOperator
 from apps.integrations import registry, selectors, services
@@ -20,10 +22,17 @@ class RegistryApi(APIView):
         return Response({"providers": selectors.registry_list()})
 
 
+def _snapshot_response(name: str, compute: Any) -> HttpResponse:
+    body = snapshots.get_or_compute(name, compute)
+    return HttpResponse(snapshots.with_trace_id(body, ensure_trace_id()), content_type="application/json")
+
+
 class StatusApi(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
-        return Response({"integrations": selectors.integration_status_list(), "trace_id": ensure_trace_id()})
+    def get(self, request: Request) -> HttpResponse:
+        return _snapshot_response(
+            selectors.SNAPSHOT_INTEGRATIONS, lambda: {"integrations": selectors.integration_status_list()}
+        )
 
 
 class KeysNeededApi(APIView):
@@ -97,5 +106,10 @@ class CredentialsApi(APIView):
 
 class SystemStatusApi(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
-        return Response(selectors.system_status())
+    def get(self, request: Request) -> HttpResponse:
+        def compute() -> dict[str, Any]:
+            status = selectors.system_status()
+            status.pop("trace_id")
+            return status
+
+        return _snapshot_response(selectors.SNAPSHOT_SYSTEM, compute)

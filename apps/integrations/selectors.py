@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
+from apps.core.db import fetch_prepared
 from apps.integrations import credentials as creds
 from apps.integrations import registry
 from apps.integrations.errors import fix_for
@@ -18,18 +18,26 @@ from apps.integrations.models import StoredCredential
 from apps.integrations.registry import CATEGORY_LABELS, Category, ProviderSpec
 from apps.telemetry.models import IntegrationUsageEvent, IntegrationUsageRollup
 
+# Names of the status snapshots (apps/core/snapshots.py), invalidated by the services that change them.
+SNAPSHOT_INTEGRATIONS = "integrations-status"
+SNAPSHOT_SYSTEM = "system-status"
+
 # One round trip for every provider's latest event, latest verify and exact 24 h count. The LATERAL
-# subqueries walk the (provider, created_at) indexes from the newest row; the count adds the 5-minute
-# rollup buckets that lie wholly inside the window to a raw count of the partial bucket at its start,
-# so it is exact and reads at most 288 rollup rows and 5 minutes of events per provider.
+# subqueries walk the (provider, created_at) indexes from the newest row. The count is exact: whole
+# hours from the hourly rollup, the partial hour at the window's start from 5-minute buckets, and
+# the partial 5 minutes before those from the events themselves — at most 24 + 11 rollup rows and
+# 5 minutes of events per provider, whatever the volume.
 _USAGE_SUMMARY_SQL = """
 SELECT p.provider,
        latest.created_at, latest.status, latest.error_code, latest.operation,
        verify.created_at, verify.status, verify.error_code,
        (SELECT coalesce(sum(r.calls), 0) FROM telemetry_integrationusagerollup r
-         WHERE r.provider = p.provider AND r.bucket_start >= %(full_from)s)
+         WHERE r.provider = p.provider AND r.granularity = 3600 AND r.bucket_start >= %(hour_from)s)
+     + (SELECT coalesce(sum(r.calls), 0) FROM telemetry_integrationusagerollup r
+         WHERE r.provider = p.provider AND r.granularity = 300
+           AND r.bucket_start >= %(fine_from)s AND r.bucket_start < %(hour_from)s)
      + (SELECT count(*) FROM telemetry_integrationusageevent c
-         WHERE c.provider = p.provider AND c.created_at >= %(cutoff)s AND c.created_at < %(full_from)s)
+         WHERE c.provider = p.provider AND c.created_at >= %(cutoff)s AND c.created_at < %(fine_from)s)
   FROM unnest(%(providers)s::text[]) AS p(provider)
   LEFT JOIN LATERAL (
         SELECT created_at, status, error_code, operation FROM telemetry_integrationusageevent e
@@ -40,13 +48,19 @@ SELECT p.provider,
 """
 
 
+def _ceil_to(moment: datetime, seconds: int) -> datetime:
+    return datetime.fromtimestamp(math.ceil(moment.timestamp() / seconds) * seconds, tz=UTC)
+
+
 def _usage_summary(providers: list[str], now: datetime) -> dict[str, dict[str, Any]]:
     cutoff = now - timedelta(hours=24)
-    bucket = IntegrationUsageRollup.BUCKET_SECONDS
-    full_from = datetime.fromtimestamp(math.ceil(cutoff.timestamp() / bucket) * bucket, tz=UTC)
-    with connection.cursor() as cursor:
-        cursor.execute(_USAGE_SUMMARY_SQL, {"cutoff": cutoff, "full_from": full_from, "providers": providers})
-        rows = cursor.fetchall()
+    params = {
+        "cutoff": cutoff,
+        "fine_from": _ceil_to(cutoff, IntegrationUsageRollup.FINE_SECONDS),
+        "hour_from": _ceil_to(cutoff, IntegrationUsageRollup.COARSE_SECONDS),
+        "providers": providers,
+    }
+    rows = fetch_prepared(_USAGE_SUMMARY_SQL, params)  # planning it costs as much as running it
     out = {}
     for provider, l_at, l_status, l_code, l_op, v_at, v_status, v_code, count in rows:
         out[provider] = {
@@ -184,11 +198,7 @@ def _queue_depth() -> int | None:
     from apps.core import health
 
     try:
-        client = health.redis_client()
-        try:
-            return int(client.llen("celery"))
-        finally:
-            client.close()
+        return int(health.redis_client().llen("celery"))
     except Exception:
         return None
 

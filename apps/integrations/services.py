@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core import snapshots
 from apps.core.audit import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.integrations import credentials as creds
@@ -52,6 +53,10 @@ class VerifyResult:
         return asdict(self)
 
 
+def _invalidate_status() -> None:
+    snapshots.invalidate("integrations-status", "system-status")
+
+
 def integration_verify(*, provider: str, bot_id: int | None = None) -> VerifyResult:
     """One real, non-destructive connectivity test. Never raises for a provider failure: the
     result says what failed and how to fix it; the usage event is written by the HTTP layer.
@@ -78,6 +83,7 @@ def integration_verify(*, provider: str, bot_id: int | None = None) -> VerifyRes
     except IntegrationError as exc:
         elapsed = (timezone.now() - started).total_seconds() * 1000
         logger.info("verify %s failed: %s", provider, exc.error_code)
+        _invalidate_status()
         return VerifyResult(
             provider=provider,
             ok=False,
@@ -167,6 +173,7 @@ def credentials_delete(*, provider: str, actor: Any, names: list[str] | None = N
         before=dict.fromkeys(removed, "set"),
         after=dict.fromkeys(removed, "removed"),
     )
+    transaction.on_commit(_invalidate_status)
     return removed
 
 

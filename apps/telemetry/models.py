@@ -103,19 +103,29 @@ class IntegrationUsageEvent(models.Model):
 
 
 class IntegrationUsageRollup(models.Model):
-    """Usage events counted per provider per 5-minute bucket, kept by a database trigger on
-    IntegrationUsageEvent inserts (migration 0005), so counts over 24 h read ≤ 288 rows per provider
-    instead of every event. Derived data: never written by application code."""
+    """Usage events counted per provider in 5-minute and in 1-hour buckets, kept by a database
+    trigger on IntegrationUsageEvent inserts (migration 0007). A 24 h count then reads ≤ 24 hourly
+    rows, ≤ 11 five-minute rows and ≤ 5 minutes of raw events per provider, whatever the volume.
+    Derived data: never written by application code."""
 
-    BUCKET_SECONDS = 300
+    FINE_SECONDS = 300
+    COARSE_SECONDS = 3600
 
     provider = models.CharField(max_length=40)
+    granularity = models.PositiveIntegerField(help_text="Bucket width in seconds (300 or 3600).")
     bucket_start = models.DateTimeField()
     calls = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["provider", "bucket_start"], name="usage_rollup_unique_bucket")]
+        constraints = [
+            # INCLUDE calls: the 24 h sum is an index-only scan.
+            models.UniqueConstraint(
+                fields=["provider", "granularity", "bucket_start"],
+                include=["calls"],
+                name="usage_rollup_unique_bucket",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.provider} {self.bucket_start:%Y-%m-%d %H:%M} {self.calls}"
+        return f"{self.provider} {self.granularity}s {self.bucket_start:%Y-%m-%d %H:%M} {self.calls}"

@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core.context import ensure_trace_id
@@ -50,23 +49,24 @@ def usage_event_record(
     bot_id: int | None = None,
     error_code: str = "",
     http_status: int | None = None,
-) -> IntegrationUsageEvent | None:
-    """Write one proof-of-use row. Never raises: metering must not break or block the call it
-    meters. Inside a caller's transaction it writes in a savepoint, so a failed insert cannot
-    poison that transaction."""
+) -> None:
+    """Record one proof-of-use row. Never raises and never makes the caller wait for the
+    database (see apps/telemetry/usage_writer.py for how nothing is lost)."""
+    from apps.telemetry import usage_writer
+
     try:
-        with transaction.atomic(savepoint=connection.in_atomic_block):
-            return IntegrationUsageEvent.objects.create(
-                provider=provider,
-                operation=operation,
-                status=IntegrationUsageEvent.Status.OK if ok else IntegrationUsageEvent.Status.ERROR,
-                latency_ms=latency_ms,
-                bot_id=bot_id,
-                trace_id=ensure_trace_id(),
-                error_code=error_code,
-                http_status=http_status,
-                created_at=timezone.now(),
-            )
+        usage_writer.record(
+            {
+                "provider": provider,
+                "operation": operation,
+                "status": IntegrationUsageEvent.Status.OK if ok else IntegrationUsageEvent.Status.ERROR,
+                "latency_ms": latency_ms,
+                "bot_id": bot_id,
+                "trace_id": ensure_trace_id(),
+                "error_code": error_code,
+                "http_status": http_status,
+                "created_at": timezone.now(),
+            }
+        )
     except Exception:
         logger.exception("could not record a usage event for %s.%s", provider, operation)
-        return None

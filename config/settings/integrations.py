@@ -11,3 +11,8 @@ INTEGRATIONS_HTTP_TIMEOUT_SECONDS = env.float("INTEGRATIONS_HTTP_TIMEOUT_SECONDS
 INTEGRATIONS_CONNECTED_FRESH_SECONDS = env.int("INTEGRATIONS_CONNECTED_FRESH_SECONDS", default=24 * 3600)
 # Fernet key(s) for the credential store, newest first (see apps/integrations/crypto.py).
 CREDENTIALS_ENCRYPTION_KEY: list[str] = env.list("CREDENTIALS_ENCRYPTION_KEY", default=[])
+# Proof-of-use rows: "background" (a per-process writer thread; callers never wait on the
+# database) or "sync" (inline; the test suite).
+INTEGRATIONS_USAGE_WRITES = env.str("INTEGRATIONS_USAGE_WRITES", default="background")
+# The status endpoints answer from a snapshot at most this old (shared through Redis); 0 disables.
+STATUS_SNAPSHOT_SECONDS = env.float("STATUS_SNAPSHOT_SECONDS", default=1.0)

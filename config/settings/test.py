@@ -28,6 +28,8 @@ if not env.str("REDIS_URL", default=""):
 # sleeps longer than this).
 CREDENTIALS_ENCRYPTION_KEY = ["9ODPLn7ptPxlQoJf5V6uT9pXxP5n8Ejm0y6d3C0VvQo="]
 INTEGRATIONS_HTTP_TIMEOUT_SECONDS = 0.5
+INTEGRATIONS_USAGE_WRITES = "sync"
+STATUS_SNAPSHOT_SECONDS = 0  # tests that change state and read it back; snapshots have their own test
 
 # Static files come from the source folders (finders); no collected copy exists in tests.
 STATIC_ROOT = None

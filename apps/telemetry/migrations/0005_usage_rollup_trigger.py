@@ -2,19 +2,19 @@ from __future__ import annotations
 
 from django.db import migrations
 
-# A statement-level trigger with a transition table: one aggregated upsert per INSERT statement,
-# so a bulk insert of a million events costs one pass, and a single metered call one row.
+# A statement-level trigger with a transition table: one aggregated upsert per INSERT statement
+# (a bulk insert of a million events is one pass; a single metered call touches two rows), into
+# 5-minute and 1-hour buckets.
 FORWARD = """
 CREATE OR REPLACE FUNCTION telemetry_usage_rollup_add() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO telemetry_integrationusagerollup (provider, bucket_start, calls, errors)
-    SELECT provider,
-           to_timestamp(floor(extract(epoch FROM created_at) / 300) * 300) AS bucket_start,
-           count(*),
-           count(*) FILTER (WHERE status <> 'ok')
-      FROM new_events
-     GROUP BY 1, 2
-    ON CONFLICT (provider, bucket_start) DO UPDATE
+    INSERT INTO telemetry_integrationusagerollup (provider, granularity, bucket_start, calls, errors)
+    SELECT e.provider, g.seconds,
+           to_timestamp(floor(extract(epoch FROM e.created_at) / g.seconds) * g.seconds),
+           count(*), count(*) FILTER (WHERE e.status <> 'ok')
+      FROM new_events e CROSS JOIN (VALUES (300), (3600)) AS g(seconds)
+     GROUP BY 1, 2, 3
+    ON CONFLICT (provider, granularity, bucket_start) DO UPDATE
        SET calls = telemetry_integrationusagerollup.calls + EXCLUDED.calls,
            errors = telemetry_integrationusagerollup.errors + EXCLUDED.errors;
     RETURN NULL;
@@ -27,11 +27,12 @@ CREATE TRIGGER telemetry_usage_rollup_add
     FOR EACH STATEMENT EXECUTE FUNCTION telemetry_usage_rollup_add();
 
 -- Events recorded before the trigger existed.
-INSERT INTO telemetry_integrationusagerollup (provider, bucket_start, calls, errors)
-SELECT provider, to_timestamp(floor(extract(epoch FROM created_at) / 300) * 300), count(*),
-       count(*) FILTER (WHERE status <> 'ok')
-  FROM telemetry_integrationusageevent GROUP BY 1, 2
-ON CONFLICT (provider, bucket_start) DO NOTHING;
+INSERT INTO telemetry_integrationusagerollup (provider, granularity, bucket_start, calls, errors)
+SELECT e.provider, g.seconds, to_timestamp(floor(extract(epoch FROM e.created_at) / g.seconds) * g.seconds),
+       count(*), count(*) FILTER (WHERE e.status <> 'ok')
+  FROM telemetry_integrationusageevent e CROSS JOIN (VALUES (300), (3600)) AS g(seconds)
+ GROUP BY 1, 2, 3
+ON CONFLICT (provider, granularity, bucket_start) DO NOTHING;
 """
 
 BACKWARD = """
