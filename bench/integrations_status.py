@@ -42,7 +42,7 @@ def seed() -> str:
 
     call_command("migrate", verbosity=0)
     have = IntegrationUsageEvent.objects.count()
-    if have != EVENTS:
+    if not EVENTS <= have <= EVENTS * 1.05:  # the metering benchmark adds a few thousand rows
         print(f"seeding {EVENTS:,} usage events (have {have:,}) …", flush=True)
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE telemetry_integrationusageevent, telemetry_integrationusagerollup")

@@ -16,6 +16,10 @@ admin.site.site_title = "TradeOps"
 api_patterns = [
     path("", include("apps.core.urls")),
     path("integrations/", include("apps.integrations.urls")),
+    path("bots/", include("apps.runners.urls_bots")),  # kill/unkill: they stop runners (a higher app)
+    path("bots/", include("apps.bots.urls")),
+    path("runners/", include("apps.runners.urls")),
+    path("jobs/", include("apps.runners.urls_jobs")),
     path("system/status", SystemStatusApi.as_view(), name="system-status"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

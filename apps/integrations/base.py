@@ -46,6 +46,8 @@ class ProviderClient:
 
     def request(self, operation: str, method: str, path: str, **kwargs: Any) -> http.HttpResult:
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+        # Whatever the provider echoes back, our credentials never reach an error message.
+        kwargs.setdefault("redact", [v for k, v in self.credentials.values.items() if k != self.spec.base_url_var])
         return http.call(
             provider=self.provider, operation=operation, method=method, url=url, bot_id=self.bot_id, **kwargs
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -74,8 +74,11 @@ def call(
     expect_json: bool = True,
     classify: Classifier | None = None,
     validate: Validator | None = None,
+    redact: Iterable[str] = (),
 ) -> HttpResult:
-    """Perform one metered request. Returns the decoded answer, or raises IntegrationError."""
+    """Perform one metered request. Returns the decoded answer, or raises IntegrationError.
+    `redact`: secret values that must not appear in an error message even if the provider echoes
+    them back (some echo a masked key; a proxy at a custom base URL might echo it whole)."""
     limit = timeout if timeout is not None else settings.INTEGRATIONS_HTTP_TIMEOUT_SECONDS
     send_headers = {"Accept": "application/json", "X-Trace-Id": ensure_trace_id(), **(headers or {})}
     with metered(provider=provider, operation=operation, bot_id=bot_id) as meter:
@@ -109,7 +112,7 @@ def call(
             error = _classify_status(provider, operation, response, body)
         if error is not None:
             error.http_status = error.http_status or response.status_code
-            raise error
+            raise _scrubbed(error, redact)
         if expect_json and body is _MALFORMED:
             raise _bad_response(provider, operation, "the body is not JSON", response.status_code)
         if validate is not None:
@@ -121,6 +124,16 @@ def call(
 
 
 _MALFORMED = object()
+
+
+def _scrubbed(error: IntegrationError, secrets: Iterable[str]) -> IntegrationError:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            error.message = error.message.replace(secret, "[redacted]")
+            if error.suggested_fix:
+                error.suggested_fix = error.suggested_fix.replace(secret, "[redacted]")
+    error.args = (error.message,)
+    return error
 
 
 def _decode(response: httpx.Response, expect_json: bool) -> Any:

@@ -61,6 +61,8 @@ LOCAL_APPS = [
     "apps.telemetry",
     "apps.accounts",
     "apps.integrations",
+    "apps.bots",
+    "apps.runners",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 

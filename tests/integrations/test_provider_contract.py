@@ -54,3 +54,14 @@ def test_missing_keys_fail_closed_without_calling(provider: str, provider_stub: 
     assert result.missing_env_vars
     assert stub.requests == []
     assert not IntegrationUsageEvent.objects.filter(provider=provider).exists()
+
+
+def test_a_secret_echoed_by_the_provider_is_redacted_from_the_error(provider_stub: Any) -> None:
+    from tests.stubs.base import StubResponse
+
+    stub = provider_stub("databento")
+    key = stub.good_env["DATABENTO_API_KEY"]
+    stub.handle = lambda request: StubResponse(401, {"detail": f"Invalid key {key} for this account"})
+    result = integration_verify(provider="databento")
+    assert result.error_code == "INTEGRATION_AUTH_FAILED"
+    assert key not in result.message and "[redacted]" in result.message
