@@ -6,9 +6,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.bots import urls as bot_urls
 from apps.core.views import legacy_function_retired
 from apps.integrations import views as integration_views
 from apps.integrations.apis import SystemStatusApi
+from apps.runners import apis as runner_apis
+from apps.runners import apis_jobs as job_apis
+from apps.runners.apis import SystemKillAllApi
 
 admin.site.site_header = "TradeOps administration"
 admin.site.site_title = "TradeOps"
@@ -16,11 +20,16 @@ admin.site.site_title = "TradeOps"
 api_patterns = [
     path("", include("apps.core.urls")),
     path("integrations/", include("apps.integrations.urls")),
+    # Collections answer without a trailing slash too (SPEC paths: /api/bots, /api/runners, /api/jobs).
+    path("bots", bot_urls.bot_collection),
+    path("runners", runner_apis.RunnerListApi.as_view()),
+    path("jobs", job_apis.JobListApi.as_view()),
     path("bots/", include("apps.runners.urls_bots")),  # kill/unkill: they stop runners (a higher app)
     path("bots/", include("apps.bots.urls")),
     path("runners/", include("apps.runners.urls")),
     path("jobs/", include("apps.runners.urls_jobs")),
     path("system/status", SystemStatusApi.as_view(), name="system-status"),
+    path("system/kill-all", SystemKillAllApi.as_view(), name="system-kill-all"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -9,7 +10,10 @@ from rest_framework.test import APIClient
 
 from apps.accounts.services import api_token_create
 from apps.core.roles import Role
+from apps.integrations import registry
+from apps.integrations.registry import ProviderSpec
 from tests.factories import UserFactory
+from tests.stubs import STUBS
 
 
 @pytest.fixture
@@ -82,3 +86,34 @@ def real_celery(settings: Any) -> Iterator[Any]:
         yield app
     finally:
         app.conf.task_always_eager = True
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_keys_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the variables they set: never a key from the developer's environment."""
+    for name in registry.all_env_vars():
+        if name not in registry.EMBEDDED_DEFAULTS:
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def provider_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """provider_stub("databento") → a running stub; its base URL and good credentials are set in
+    the environment unless configure=False."""
+    started: list[Any] = []
+
+    def start(provider: str, *, configure: bool = True) -> Any:
+        module_name, _, cls_name = STUBS[provider].partition(":")
+        module = importlib.import_module(module_name)
+        stub = getattr(module, cls_name)().start()
+        started.append(stub)
+        spec: ProviderSpec = registry.PROVIDERS[provider]
+        monkeypatch.setenv(spec.base_url_var, stub.url)
+        if configure:
+            for name, value in stub.good_env.items():
+                monkeypatch.setenv(name, value)
+        return stub
+
+    yield start
+    for stub in started:
+        stub.stop()

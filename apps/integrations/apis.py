@@ -43,11 +43,17 @@ class KeysNeededApi(APIView):
 
 class UsageEventListApi(APIView):
     class FilterSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageEventFilter"
+
         provider = serializers.ChoiceField(choices=sorted(registry.PROVIDERS), required=False)
         bot_id = serializers.IntegerField(required=False, min_value=1)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageEvent"
+
         id = serializers.IntegerField()
         provider = serializers.CharField()
         operation = serializers.CharField()
@@ -77,6 +83,9 @@ class VerifyApi(APIView):
     permission_classes = [IsOperator]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "VerifyInput"
+
         provider = serializers.ChoiceField(choices=sorted(registry.PROVIDERS), required=False)
 
     @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)

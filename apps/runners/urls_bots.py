@@ -1,3 +1,12 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.runners import apis
+
+app_name = "bot-switches"
+
+urlpatterns = [
+    path("<int:bot_id>/kill", apis.BotKillApi.as_view(), name="kill"),
+    path("<int:bot_id>/unkill", apis.BotUnkillApi.as_view(), name="unkill"),
+]

@@ -23,3 +23,5 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # Beat's schedule lives in Postgres (editable in the admin); our subclass records beat's heartbeat.
 CELERY_BEAT_SCHEDULER = "apps.telemetry.heartbeats.HeartbeatDatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
+# A job lease: longer than any handler runs; after it, the watchdog takes the job back (worker lost).
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=120)

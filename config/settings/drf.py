@@ -26,4 +26,5 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api",
+    "PREPROCESSING_HOOKS": ["apps.core.schema.drop_trailing_slash_twins"],
 }

@@ -9,7 +9,7 @@ import pytest
 
 from apps.integrations.services import integration_verify
 from apps.telemetry.models import IntegrationUsageEvent
-from tests.integrations.conftest import available_stubs
+from tests.stubs import available_stubs
 
 pytestmark = pytest.mark.django_db
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 
-from apps.integrations.base import ProviderClient, require
+from apps.integrations.base import require
+from apps.integrations.brokers import BrokerClient, TokenCache
 from apps.integrations.errors import IntegrationError
 from apps.integrations.http import HttpResult, provider_message
 
@@ -28,7 +28,6 @@ HOSTS = {
     "demo": "https://demo.ironbeamapi.com/v2",
     "live": "https://live.ironbeamapi.com/v2",
 }
-DEFAULT_ENV = "demo"
 
 # The /auth body: JSON key -> the variable that fills it. The spec contradicts itself on the keys
 # ([U]: `password` may be the API key for retail users; `apiKey` vs `apikey`), so the default is its
@@ -49,20 +48,10 @@ AUTH_CODES = frozenset({"INTEGRATION_AUTH_FAILED"})
 
 # -- the in-process token cache ------------------------------------------------------------------
 
-_cache_lock = threading.Lock()
-_tokens: dict[str, str] = {}  # cache key (a hash, see _cache_key) -> bearer token
-_key_locks: dict[str, threading.Lock] = {}
-
-
-def _lock_for(key: str) -> threading.Lock:
-    with _cache_lock:
-        return _key_locks.setdefault(key, threading.Lock())
-
-
-def clear_token_cache() -> None:
-    """Forget every cached token (tests; an operator replacing credentials)."""
-    with _cache_lock:
-        _tokens.clear()
+_cache: TokenCache[str] = TokenCache()
+_tokens = _cache.tokens  # cache key (a hash, see _cache_key) -> token
+_lock_for = _cache.lock_for
+clear_token_cache = _cache.clear
 
 
 # -- shapes ---------------------------------------------------------------------------------------
@@ -101,27 +90,11 @@ def _positions(body: Any) -> None:
 # -- the client -----------------------------------------------------------------------------------
 
 
-class IronbeamClient(ProviderClient):
+class IronbeamClient(BrokerClient):
     provider = "ironbeam"
+    HOSTS = HOSTS
 
     # -- configuration ----------------------------------------------------------------------------
-    @property
-    def env(self) -> str:
-        env = self.credentials.get("IRONBEAM_ENV", DEFAULT_ENV).strip().lower() or DEFAULT_ENV
-        if env not in HOSTS:
-            # Never guess: an unknown value must not silently pick a host (the value is not echoed).
-            raise IntegrationError(
-                "IRONBEAM_ENV is neither demo nor live.",
-                error_code="INTEGRATION_REQUEST_REJECTED",
-                provider=self.provider,
-                suggested_fix="Set IRONBEAM_ENV to demo or live (empty means demo), then Verify.",
-            )
-        return env
-
-    @property
-    def base_url(self) -> str:
-        override = self.credentials.get(self.spec.base_url_var)
-        return (override or HOSTS[self.env]).rstrip("/")
 
     def _cache_key(self) -> str:
         # A hash, so nothing secret is held in clear as a key; demo and live tokens never mix.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +26,8 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.integrations.base import ProviderClient, require
+from apps.integrations.base import require
+from apps.integrations.brokers import BrokerClient, TokenCache
 from apps.integrations.errors import IntegrationError
 from apps.integrations.http import HttpResult, provider_message
 
@@ -37,7 +37,6 @@ HOSTS = {
     "demo": "https://demo.tradovateapi.com/v1",
     "live": "https://live.tradovateapi.com/v1",
 }
-DEFAULT_ENV = "demo"
 DEFAULT_APP_VERSION = "1.0"
 
 # Renew when less than this remains before `expirationTime` (the vendor's own sample). The token
@@ -74,20 +73,10 @@ class _Token:
     expires_at: datetime
 
 
-_cache_lock = threading.Lock()
-_tokens: dict[str, _Token] = {}  # cache key (a hash, see _cache_key) -> token
-_key_locks: dict[str, threading.Lock] = {}
-
-
-def _lock_for(key: str) -> threading.Lock:
-    with _cache_lock:
-        return _key_locks.setdefault(key, threading.Lock())
-
-
-def clear_token_cache() -> None:
-    """Forget every cached token (tests; an operator replacing credentials)."""
-    with _cache_lock:
-        _tokens.clear()
+_cache: TokenCache[_Token] = TokenCache()
+_tokens = _cache.tokens  # cache key (a hash, see _cache_key) -> token
+_lock_for = _cache.lock_for
+clear_token_cache = _cache.clear
 
 
 # -- shapes ---------------------------------------------------------------------------------------
@@ -164,27 +153,11 @@ AUTH_CODES = frozenset({"INTEGRATION_AUTH_FAILED"})
 SECRET_VARS = ("TRADOVATE_PASSWORD", "TRADOVATE_SECRET", "TRADOVATE_USERNAME", "TRADOVATE_CID")
 
 
-class TradovateClient(ProviderClient):
+class TradovateClient(BrokerClient):
     provider = "tradovate"
+    HOSTS = HOSTS
 
     # -- configuration ----------------------------------------------------------------------------
-    @property
-    def env(self) -> str:
-        env = self.credentials.get("TRADOVATE_ENV", DEFAULT_ENV).strip().lower() or DEFAULT_ENV
-        if env not in HOSTS:
-            # Never guess: an unknown value must not silently pick a host (the value is not echoed).
-            raise IntegrationError(
-                "TRADOVATE_ENV is neither demo nor live.",
-                error_code="INTEGRATION_REQUEST_REJECTED",
-                provider=self.provider,
-                suggested_fix="Set TRADOVATE_ENV to demo or live (empty means demo), then Verify.",
-            )
-        return env
-
-    @property
-    def base_url(self) -> str:
-        override = self.credentials.get(self.spec.base_url_var)
-        return (override or HOSTS[self.env]).rstrip("/")
 
     @property
     def device_id(self) -> str:

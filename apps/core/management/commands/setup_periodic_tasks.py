@@ -33,6 +33,18 @@ PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
         every_seconds=30,
         description="Proves beat → broker → worker end to end and records queue latency.",
     ),
+    PeriodicSpec(
+        name=f"{PREFIX}job-watchdog",
+        task="apps.runners.tasks.job_watchdog",
+        every_seconds=15,
+        description="Requeues jobs whose lease expired (worker lost), dead-letters them after max_attempts.",
+    ),
+    PeriodicSpec(
+        name=f"{PREFIX}tick-dispatch",
+        task="apps.runners.tasks.tick_dispatch",
+        every_seconds=10,
+        description="One tick job per RUNNING runner for its last closed bar (unique per runner and bar).",
+    ),
 )
 
 

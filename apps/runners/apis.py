@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.bots import services as bot_services
+from apps.bots.models import Bot
+from apps.core.context import ensure_trace_id
+from apps.core.permissions import IsOperator
+from apps.runners.models import Runner
+from apps.runners.services import runners as runner_services
+
+
+class RunnerOutputSerializer(serializers.ModelSerializer):
+    bot_id = serializers.IntegerField(read_only=True)
+    bot_name = serializers.CharField(source="bot.name", read_only=True)
+    killed = serializers.BooleanField(source="bot.killed", read_only=True)
+
+    class Meta:
+        model = Runner
+        fields = [
+            "id",
+            "bot_id",
+            "bot_name",
+            "status",
+            "mode",
+            "generation",
+            "heartbeat_at",
+            "last_tick_at",
+            "last_error",
+            "started_at",
+            "stopped_at",
+            "updated_at",
+            "killed",
+        ]
+
+
+class RunnerListApi(APIView):
+    @extend_schema(responses=RunnerOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        qs = Runner.objects.select_related("bot").order_by("bot__name", "id")
+        status = request.query_params.get("status")
+        if status:
+            qs = qs.filter(status=status)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(RunnerOutputSerializer(page, many=True).data)
+
+
+class RunnerDetailApi(APIView):
+    @extend_schema(responses=RunnerOutputSerializer)
+    def get(self, request: Request, runner_id: int) -> Response:
+        runner = get_object_or_404(Runner.objects.select_related("bot"), pk=runner_id)
+        return Response(RunnerOutputSerializer(runner).data)
+
+
+class _BotActionApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "RunnerActionInput"
+
+        bot_id = serializers.IntegerField(min_value=1)
+
+    def _bot(self, request: Request) -> Bot:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return get_object_or_404(Bot, pk=data.validated_data["bot_id"])
+
+    def _answer(self, runner: Runner) -> Response:
+        return Response({**RunnerOutputSerializer(runner).data, "trace_id": ensure_trace_id()})
+
+
+class RunnerStartApi(_BotActionApi):
+    @extend_schema(request=_BotActionApi.InputSerializer, responses=RunnerOutputSerializer)
+    def post(self, request: Request) -> Response:
+        return self._answer(runner_services.runner_start(bot=self._bot(request), actor=request.user))
+
+
+class RunnerStopApi(_BotActionApi):
+    @extend_schema(request=_BotActionApi.InputSerializer, responses=RunnerOutputSerializer)
+    def post(self, request: Request) -> Response:
+        return self._answer(runner_services.runner_stop(bot=self._bot(request), actor=request.user))
+
+
+class RunnerRestartApi(_BotActionApi):
+    @extend_schema(request=_BotActionApi.InputSerializer, responses=RunnerOutputSerializer)
+    def post(self, request: Request) -> Response:
+        return self._answer(runner_services.runner_restart(bot=self._bot(request), actor=request.user))
+
+
+class BotKillApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "BotKillInput"
+
+        reason = serializers.CharField(max_length=1000)
+        flatten = serializers.BooleanField(default=False)
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, bot_id: int) -> Response:
+        bot = get_object_or_404(Bot, pk=bot_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = runner_services.bot_kill(bot=bot, actor=request.user, **data.validated_data)
+        return Response({**report.as_dict(), "killed": True, "trace_id": ensure_trace_id()})
+
+
+class BotUnkillApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "BotUnkillInput"
+
+        reason = serializers.CharField(max_length=1000)
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, bot_id: int) -> Response:
+        bot = get_object_or_404(Bot, pk=bot_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        bot_services.bot_unkill(bot=bot, actor=request.user, reason=data.validated_data["reason"])
+        bot.refresh_from_db()
+        return Response({"bot_id": bot.pk, "killed": bot.killed, "trace_id": ensure_trace_id()})
+
+
+class SystemKillAllApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "KillAllInput"
+
+        reason = serializers.CharField(max_length=1000)
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        reports = runner_services.system_kill_all(actor=request.user, reason=data.validated_data["reason"])
+        body: dict[str, Any] = {"killed": [r.as_dict() for r in reports], "trace_id": ensure_trace_id()}
+        return Response(body)

@@ -1,0 +1,562 @@
+"""The job ledger (ARCHITECTURE "State and jobs"). Postgres holds every job; Celery carries only
+its id. Delivery is at least once; execution is at most once per lease:
+
+- job_enqueue inserts the row (a second enqueue with the same idempotency key returns the first
+  job) and publishes the id only after commit.
+- job_claim leases one due row with UPDATE … (SELECT … FOR UPDATE SKIP LOCKED) in its own,
+  committed transaction. A duplicate or redelivered message finds the row RUNNING or closed and
+  does nothing.
+- job_complete and job_fail are fenced by (leased_by, attempts): a worker whose lease was taken
+  over closes nothing. job_execute runs the handler and job_complete in one transaction, so a
+  fenced-out worker's database writes roll back with its completion. Effects outside Postgres
+  (a broker order) need their own idempotency key (client_order_id) and reconciliation.
+- job_watchdog requeues expired leases, or dead-letters them after max_attempts. A job that kills
+  its worker every time ends DEAD instead of looping, which Celery's reject_on_worker_lost would
+  do (RELIABILITY J6).
+
+Lease and back-off times use the database clock, so workers on machines whose clocks
+disagree still agree on when a lease expired.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from psycopg.types.json import Jsonb
+
+from apps.core import context
+from apps.core.audit import audit_record
+from apps.core.db import fetch_prepared, instance_from_values
+from apps.core.exceptions import ApplicationError, StateConflict
+from apps.runners.models import Job, Runner
+from apps.runners.tasks import job_run as job_run_task
+
+logger = logging.getLogger("tradeops.jobs")
+
+# type -> handler, as dotted paths imported on first use (like the integrations registry).
+# A handler takes the claimed Job and returns a JSON-serialisable result; it runs in the same
+# transaction as the job's completion.
+JOB_HANDLERS: dict[str, str] = {
+    "noop": "apps.runners.services.jobs.job_handle_noop",
+    "tick": "apps.runners.services.jobs.job_handle_tick",
+}
+
+RETRY_BACKOFF_BASE_SECONDS = 2
+# Far below the broker's visibility_timeout, so a retry's delayed message is never redelivered
+# early by the broker (RELIABILITY J5).
+RETRY_BACKOFF_MAX_SECONDS = 300
+# The watchdog republishes a due FAILED job that its delayed message has not picked up by then.
+RETRY_REPUBLISH_GRACE = timedelta(seconds=30)
+# ... and a QUEUED job nobody claimed for this long: its message may be lost (a Redis restart, a
+# publish that failed after commit). At most once per period per job; a duplicate is a no-op.
+STALE_QUEUED_AFTER = timedelta(minutes=5)
+WATCHDOG_BATCH = 500
+
+_TIMEFRAME = re.compile(r"^([1-9][0-9]*)([mhd])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+class JobPermanentError(Exception):
+    """Raised by a handler for a failure that no retry can fix: the job is dead-lettered at once."""
+
+
+class UnknownJobType(ApplicationError):
+    status_code = 400
+    error_code = "VALIDATION_ERROR"
+    default_suggested_fix = "Use one of the registered job types."
+
+
+class IdempotencyKeyReused(ApplicationError):
+    status_code = 422
+    error_code = "IDEMPOTENCY_KEY_REUSED"
+    default_suggested_fix = "Use a new idempotency key for a different job."
+
+
+class JobNotCancellable(StateConflict):
+    error_code = "JOB_NOT_CANCELLABLE"
+
+
+class JobNotRetryable(StateConflict):
+    error_code = "JOB_NOT_RETRYABLE"
+
+
+class _LeaseLost(Exception):
+    """The completion was fenced out: another worker holds the job now (or it was cancelled)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Enqueue and publish
+# ---------------------------------------------------------------------------------------------
+def _publish(job_id: int, *, countdown: float | None = None) -> None:
+    # Only the id crosses the broker, and only once the row is committed (R13, RELIABILITY J4).
+    options: dict[str, Any] = {"countdown": countdown} if countdown else {}
+    job_run_task.apply_async_on_commit(args=[job_id], **options)
+
+
+def job_enqueue(
+    *,
+    type: str,
+    payload: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    runner: Runner | None = None,
+    max_attempts: int = 3,
+) -> Job:
+    job, _ = _job_enqueue(
+        type=type, payload=payload, idempotency_key=idempotency_key, runner=runner, max_attempts=max_attempts
+    )
+    return job
+
+
+@transaction.atomic
+def _job_enqueue(
+    *,
+    type: str,
+    payload: dict[str, Any] | None,
+    idempotency_key: str | None,
+    runner: Runner | None,
+    max_attempts: int,
+) -> tuple[Job, bool]:
+    """(job, created). An existing idempotency key returns the existing job and publishes nothing."""
+    if type not in JOB_HANDLERS:
+        known = ", ".join(sorted(JOB_HANDLERS))
+        raise UnknownJobType(f"No handler is registered for job type {type!r} (known: {known}).")
+    if max_attempts < 1:
+        raise ApplicationError(
+            "max_attempts must be at least 1.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            extra={"fields": {"max_attempts": ["Ensure this value is greater than or equal to 1."]}},
+        )
+    if idempotency_key is not None:
+        # Looked up first so the common repeat (tick dispatch every few seconds in the same bar)
+        # costs a read, not a unique violation in the server log.
+        existing = Job.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_job(existing, type), False
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent insert of the same key loses here
+            job = Job.objects.create(
+                type=type,
+                payload=payload or {},
+                idempotency_key=idempotency_key,
+                runner=runner,
+                max_attempts=max_attempts,
+                available_at=timezone.now(),
+                trace_id=context.ensure_trace_id(),
+            )
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        return _same_job(Job.objects.get(idempotency_key=idempotency_key), type), False
+    _publish(job.pk)
+    return job, True
+
+
+def _same_job(existing: Job, type: str) -> Job:
+    if existing.type != type:
+        raise IdempotencyKeyReused(
+            f"Idempotency key {existing.idempotency_key!r} already belongs to job {existing.pk} of type "
+            f"{existing.type!r}, not {type!r}."
+        )
+    return existing
+
+
+# ---------------------------------------------------------------------------------------------
+# Claim, complete, fail
+# ---------------------------------------------------------------------------------------------
+# statement_timestamp(): the clock Django's Now() reads on PostgreSQL, so every lease and back-off
+# comparison uses one clock (the database's).
+_DUE = "(status = 'QUEUED' OR (status = 'FAILED' AND available_at <= statement_timestamp()))"
+# What a worker needs of the job it claimed; the other fields load on access.
+_CLAIMED = ("id", "type", "status", "attempts", "max_attempts", "leased_by", "lease_expires_at", "runner_id")
+_CLAIMED += ("payload", "trace_id", "idempotency_key", "available_at", "created_at", "started_at")
+
+_CLAIM_SQL = f"""
+WITH candidate AS (
+    SELECT id FROM {Job._meta.db_table}
+    WHERE {_DUE} {{only_id}}
+    ORDER BY available_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {Job._meta.db_table} AS job
+SET status = 'RUNNING',
+    attempts = job.attempts + 1,
+    lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_seconds)s),
+    leased_by = %(worker)s,
+    started_at = statement_timestamp(),
+    finished_at = NULL,
+    updated_at = statement_timestamp()
+FROM candidate
+WHERE job.id = candidate.id
+RETURNING {", ".join(f"job.{column}" for column in _CLAIMED)}
+"""
+_CLAIM_ONE_SQL = _CLAIM_SQL.format(only_id="AND id = %(job_id)s")
+_CLAIM_NEXT_SQL = _CLAIM_SQL.format(only_id="")
+
+_COMPLETE_SQL = f"""
+UPDATE {Job._meta.db_table}
+SET status = 'SUCCEEDED', result = %(result)s, lease_expires_at = NULL,
+    finished_at = statement_timestamp(), updated_at = statement_timestamp()
+WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attempts = %(attempts)s
+"""
+
+
+def _execute_prepared(sql: str, params: dict[str, Any]) -> int:
+    """Rowcount of a hot-path statement run as a server-side prepared statement on Django's own
+    connection and transaction (apps/core/db.py explains why: planning costs more than running)."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.rowcount
+
+
+def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -> Job | None:
+    """Lease one due job (QUEUED, or FAILED whose back-off has passed): the given one, else the
+    oldest. Returns None when there is nothing to claim: the job is running under another lease,
+    closed, cancelled, not due yet, or locked by a concurrent claimer (SKIP LOCKED never waits).
+
+    Its own durable transaction: the lease is committed before any work starts, and calling it
+    inside a caller's transaction is an error rather than a lease that nobody else can see."""
+    sql = _CLAIM_ONE_SQL if job_id is not None else _CLAIM_NEXT_SQL
+    params: dict[str, Any] = {"job_id": job_id, "lease_seconds": lease_seconds, "worker": worker}
+    if connection.get_autocommit():
+        rows = fetch_prepared(sql, params)  # one statement in autocommit: committed when it returns
+    else:
+        with transaction.atomic(durable=True):  # raises inside a caller's transaction
+            rows = fetch_prepared(sql, params)
+    if not rows:
+        return None
+    values = dict(zip(_CLAIMED, rows[0], strict=True))
+    if isinstance(values["payload"], str):  # Django's connection loads jsonb as text
+        values["payload"] = json.loads(values["payload"])
+    return instance_from_values(Job, values)
+
+
+def _fenced(job: Job) -> QuerySet[Job]:
+    """The job as its lease holder claimed it. attempts is the fencing token: it grows on every
+    claim, so even the same worker name on a later claim does not match."""
+    return Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, leased_by=job.leased_by, attempts=job.attempts)
+
+
+def job_complete(*, job: Job, result: dict[str, Any] | None = None) -> bool:
+    """Close a claimed job as SUCCEEDED. False (and nothing written) when the caller no longer
+    holds the lease (the same condition as _fenced, as one prepared statement: it runs per job)."""
+    closed = _execute_prepared(
+        _COMPLETE_SQL,
+        {
+            "result": Jsonb(result) if result is not None else None,
+            "id": job.pk,
+            "leased_by": job.leased_by,
+            "attempts": job.attempts,
+        },
+    )
+    if closed:
+        job.status, job.result, job.lease_expires_at = Job.Status.SUCCEEDED, result, None
+    return closed == 1
+
+
+def retry_backoff_seconds(attempts: int) -> int:
+    return min(RETRY_BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_BACKOFF_MAX_SECONDS)
+
+
+@transaction.atomic
+def job_fail(*, job: Job, error: str, permanent: bool = False) -> str | None:
+    """Close a claimed attempt as failed: FAILED with exponential back-off while attempts remain
+    (and republished for then), else DEAD. Returns the new status, or None when the caller no
+    longer holds the lease (nothing written)."""
+    error = error[:10_000]
+    if permanent or job.attempts >= job.max_attempts:
+        status = Job.Status.DEAD
+        closed = _fenced(job).update(
+            status=status, error=error, finished_at=Now(), lease_expires_at=None, updated_at=Now()
+        )
+    else:
+        status = Job.Status.FAILED
+        backoff = retry_backoff_seconds(job.attempts)
+        closed = _fenced(job).update(
+            status=status,
+            error=error,
+            available_at=Now() + timedelta(seconds=backoff),
+            lease_expires_at=None,
+            updated_at=Now(),
+        )
+    if not closed:
+        return None
+    job.status, job.error, job.lease_expires_at = status, error, None
+    if status == Job.Status.DEAD:
+        _dead_lettered(job, by="system:jobs")
+    else:
+        _publish(job.pk, countdown=backoff)
+    return status
+
+
+def _dead_lettered(job: Job, *, by: str) -> None:
+    # The alert: an operator sees it in the audit trail and the job list (status=DEAD).
+    logger.error("job %s (%s) dead-lettered after %s attempts: %s", job.pk, job.type, job.attempts, job.error)
+    audit_record(
+        action="job.dead_lettered",
+        actor_label=by,
+        target=job,
+        after={"status": Job.Status.DEAD, "attempts": job.attempts, "type": job.type, "error": job.error},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Execute
+# ---------------------------------------------------------------------------------------------
+def _handler_for(type: str) -> Callable[[Job], dict[str, Any] | None] | None:
+    dotted = JOB_HANDLERS.get(type)
+    return import_string(dotted) if dotted else None
+
+
+def job_execute(*, job_id: int, worker: str) -> Job | None:
+    """Claim → handler → complete or fail. Returns the job as this worker left it, or None when
+    it was not claimable (a duplicate delivery, a cancelled or finished job): nothing happens."""
+    job = job_claim(job_id=job_id, worker=worker, lease_seconds=settings.JOB_LEASE_SECONDS)
+    if job is None:
+        logger.info("job %s not claimable (running elsewhere, closed or not due): nothing to do", job_id)
+        return None
+    with context.bind(trace_id=job.trace_id):
+        handler = _handler_for(job.type)
+        if handler is None:
+            job_fail(
+                job=job,
+                error=f"unknown job type {job.type!r}: no handler is registered "
+                f"(known: {', '.join(sorted(JOB_HANDLERS))})",
+                permanent=True,
+            )
+            return job
+        try:
+            with transaction.atomic():
+                result = handler(job)
+                if not job_complete(job=job, result=result):
+                    raise _LeaseLost
+        except _LeaseLost:
+            logger.warning("job %s: lease lost on attempt %s; its writes rolled back", job.pk, job.attempts)
+        except JobPermanentError as exc:
+            job_fail(job=job, error=f"{type(exc).__name__}: {exc}", permanent=True)
+        except Exception as exc:
+            logger.exception("job %s (%s) failed on attempt %s", job.pk, job.type, job.attempts)
+            job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+    return job
+
+
+# ---------------------------------------------------------------------------------------------
+# Watchdog
+# ---------------------------------------------------------------------------------------------
+@transaction.atomic
+def job_watchdog(*, now: datetime | None = None) -> dict[str, list[int]]:
+    """Expired leases: requeued (and republished) while attempts remain, else DEAD. Due jobs that
+    their message has not run (a FAILED job past its back-off plus a grace, a QUEUED job unclaimed
+    for STALE_QUEUED_AFTER): republished. `now` defaults to the database clock. Safe to run
+    concurrently: rows another watchdog holds are skipped."""
+    clock: Any = now if now is not None else Now()
+    expired = list(
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(status=Job.Status.RUNNING, lease_expires_at__lt=clock)
+        .order_by("lease_expires_at")
+        .only("id", "type", "attempts", "max_attempts", "leased_by", "lease_expires_at")[:WATCHDOG_BATCH]
+    )
+    report: dict[str, list[int]] = {"requeued": [], "dead": [], "republished": []}
+    for job in expired:
+        lost = {"leased_by": job.leased_by, "attempts": job.attempts, "lease_expired_at": job.lease_expires_at}
+        if job.attempts < job.max_attempts:
+            Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+                status=Job.Status.QUEUED,
+                leased_by="",
+                lease_expires_at=None,
+                available_at=clock,
+                error=f"lease expired on attempt {job.attempts} (worker {job.leased_by} lost)",
+                updated_at=Now(),
+            )
+            audit_record(action="job.requeued", actor_label="system:watchdog", target=job, after=_jsonable(lost))
+            _publish(job.pk)
+            report["requeued"].append(job.pk)
+        else:
+            job.error = f"lease expired after {job.attempts} attempts (worker lost); last worker {job.leased_by}"
+            Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+                status=Job.Status.DEAD, lease_expires_at=None, error=job.error, finished_at=Now(), updated_at=Now()
+            )
+            _dead_lettered(job, by="system:watchdog")
+            report["dead"].append(job.pk)
+
+    # The broker is only transport: a due job whose message was lost is published again.
+    overdue = list(
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(
+            Q(status=Job.Status.FAILED, available_at__lt=clock - RETRY_REPUBLISH_GRACE)
+            | Q(status=Job.Status.QUEUED, available_at__lt=clock - STALE_QUEUED_AFTER)
+        )
+        .values_list("id", flat=True)[:WATCHDOG_BATCH]
+    )
+    if overdue:
+        # available_at moves to now: the next republish of the same job is a period away.
+        Job.objects.filter(pk__in=overdue).update(status=Job.Status.QUEUED, available_at=clock, updated_at=Now())
+        for job_id in overdue:
+            _publish(job_id)
+        report["republished"] = overdue
+    if report["requeued"] or report["dead"]:
+        logger.warning("job watchdog: requeued %s, dead-lettered %s", report["requeued"], report["dead"])
+    return report
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Operator actions
+# ---------------------------------------------------------------------------------------------
+def _snapshot(job: Job) -> dict[str, Any]:
+    return {"status": job.status, "attempts": job.attempts, "error": job.error}
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, actor: Any, reason: str = "") -> Job:
+    """QUEUED or FAILED → CANCELLED; its message, when delivered, finds nothing to claim. A RUNNING
+    job is refused while its lease is live (a tick cannot be stopped halfway; stopping or killing
+    the bot is how its trading stops). Once the lease has expired, its worker is gone and the job
+    may be cancelled; a late completion from that worker is fenced out."""
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    before = _snapshot(locked)
+    cancellable = Q(status__in=[Job.Status.QUEUED, Job.Status.FAILED]) | Q(
+        status=Job.Status.RUNNING, lease_expires_at__lt=Now()
+    )
+    moved = Job.objects.filter(cancellable, pk=job.pk).update(
+        status=Job.Status.CANCELLED, lease_expires_at=None, finished_at=Now(), updated_at=Now()
+    )
+    if not moved:
+        if locked.status == Job.Status.RUNNING:
+            raise JobNotCancellable(
+                f"Job {job.pk} is running under a live lease (held by {locked.leased_by} until "
+                f"{locked.lease_expires_at:%Y-%m-%dT%H:%M:%SZ}).",
+                suggested_fix="Wait for it to finish, or stop or kill the bot to stop its ticks. A job whose "
+                "worker is lost can be cancelled once its lease expires.",
+            )
+        raise JobNotCancellable(
+            f"Job {job.pk} is {locked.status}; only QUEUED or FAILED jobs can be cancelled.",
+            suggested_fix="Nothing to cancel. A DEAD or CANCELLED job can be retried instead.",
+        )
+    job.refresh_from_db()
+    audit_record(action="job.cancel", actor=actor, target=job, before=before, after=_snapshot(job), reason=reason)
+    return job
+
+
+@transaction.atomic
+def job_retry(*, job: Job, actor: Any) -> Job:
+    """DEAD, FAILED or CANCELLED → QUEUED with attempts reset to 0, republished."""
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    before = _snapshot(locked)
+    retryable = [Job.Status.DEAD, Job.Status.FAILED, Job.Status.CANCELLED]
+    moved = Job.objects.filter(pk=job.pk, status__in=retryable).update(
+        status=Job.Status.QUEUED,
+        attempts=0,
+        available_at=Now(),
+        leased_by="",
+        lease_expires_at=None,
+        error="",
+        result=None,
+        started_at=None,
+        finished_at=None,
+        updated_at=Now(),
+    )
+    if not moved:
+        raise JobNotRetryable(
+            f"Job {job.pk} is {locked.status}; only DEAD, FAILED or CANCELLED jobs can be retried.",
+            suggested_fix="A QUEUED or RUNNING job will run (or is running); a SUCCEEDED job is done.",
+        )
+    job.refresh_from_db()
+    audit_record(action="job.retry", actor=actor, target=job, before=before, after=_snapshot(job))
+    _publish(job.pk)
+    return job
+
+
+# ---------------------------------------------------------------------------------------------
+# Ticks
+# ---------------------------------------------------------------------------------------------
+def timeframe_seconds(timeframe: str) -> int | None:
+    """'1m' → 60, '15m' → 900, '1h' → 3600, '1d' → 86400; None when it is not a timeframe."""
+    match = _TIMEFRAME.match(timeframe or "")
+    return int(match[1]) * _UNIT_SECONDS[match[2]] if match else None
+
+
+def last_closed_bar(now: datetime, seconds: int) -> datetime:
+    """The close time of the last bar that has closed at `now`: now floored to the timeframe
+    (bars aligned to the Unix epoch, so daily bars close at 00:00 UTC)."""
+    return datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, tz=UTC)
+
+
+def tick_key(*, runner_id: int, bar_ts: datetime) -> str:
+    return f"tick:{runner_id}:{_bar_label(bar_ts)}"
+
+
+def _bar_label(bar_ts: datetime) -> str:
+    return bar_ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tick_enqueue(*, runner: Runner, bar_ts: datetime) -> tuple[Job, bool]:
+    """The one tick job of (runner, bar): (job, created). The payload carries the runner's
+    generation, so a tick dispatched before a stop or restart does nothing."""
+    return _job_enqueue(
+        type="tick",
+        payload={
+            "runner_id": runner.pk,
+            "bot_id": runner.bot_id,
+            "bar_ts": _bar_label(bar_ts),
+            "generation": runner.generation,
+        },
+        idempotency_key=tick_key(runner_id=runner.pk, bar_ts=bar_ts),
+        runner=runner,
+        max_attempts=3,
+    )
+
+
+def tick_dispatch(*, now: datetime | None = None) -> dict[str, Any]:
+    """One tick job per RUNNING runner for the last closed bar of its bot's timeframe. Runs every
+    few seconds; the (runner, bar) key makes every run after the first in a bar a no-op."""
+    now = now or timezone.now()
+    report: dict[str, Any] = {"enqueued": [], "existing": [], "skipped": []}
+    for runner in Runner.objects.filter(status=Runner.Status.RUNNING).select_related("bot").order_by("pk"):
+        seconds = timeframe_seconds(runner.bot.timeframe)
+        if seconds is None:
+            # Fail closed: no tick on a guessed bar.
+            reason = f"invalid timeframe {runner.bot.timeframe!r}"
+            logger.error("runner %s (bot %s) not ticked: %s", runner.pk, runner.bot_id, reason)
+            report["skipped"].append({"runner_id": runner.pk, "reason": reason})
+            continue
+        job, created = tick_enqueue(runner=runner, bar_ts=last_closed_bar(now, seconds))
+        report["enqueued" if created else "existing"].append(job.pk)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+# ---------------------------------------------------------------------------------------------
+def job_handle_noop(job: Job) -> dict[str, Any]:
+    return {"noop": True, "attempt": job.attempts}
+
+
+def job_handle_tick(job: Job) -> dict[str, Any]:
+    """The tick pipeline, a no-op until the pipeline issue lands: it names the runner and bar.
+    Fenced by the runner's generation: a runner stopped or restarted since dispatch is not ticked."""
+    payload = job.payload
+    named = {"runner_id": payload.get("runner_id"), "bar_ts": payload.get("bar_ts")}
+    runner = Runner.objects.filter(pk=named["runner_id"]).values("status", "generation").first()
+    if runner is None or runner["status"] != Runner.Status.RUNNING:
+        return {**named, "outcome": "SKIPPED", "reason": "runner is not running"}
+    if runner["generation"] != payload.get("generation"):
+        return {**named, "outcome": "SKIPPED", "reason": "runner was restarted since this tick was dispatched"}
+    return {**named, "outcome": "NOOP", "reason": "tick pipeline not built yet"}

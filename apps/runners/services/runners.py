@@ -1,0 +1,233 @@
+"""Runner lifecycle and the kill switch. TradeOps is the only thing that starts, stops, restarts
+or kills, and it fails closed: every safe-start gate runs before anything moves, and a refusal
+changes nothing but the audit trail."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.bots import services as bot_services
+from apps.bots.models import Bot
+from apps.core import snapshots
+from apps.core.audit import audit_record
+from apps.core.exceptions import ApplicationError, StateConflict
+from apps.integrations import selectors as integration_selectors
+from apps.integrations.errors import fix_for
+from apps.runners.models import Runner
+from apps.telemetry.selectors import scheduler_state
+
+logger = logging.getLogger("tradeops.runners")
+
+ACTIVE = (Runner.Status.STARTING, Runner.Status.RUNNING, Runner.Status.STOPPING)
+RUNNABLE_STAGES = (Bot.Stage.PAPER, Bot.Stage.LIVE)
+
+
+def _label(actor: Any) -> str:
+    return actor.get_username() if getattr(actor, "is_authenticated", False) else "system"
+
+
+def needed_integrations(bot: Bot) -> list[str]:
+    """What a running bot needs: its data provider always; its broker when it trades LIVE."""
+    needed = [bot.data_provider]
+    if bot.stage == Bot.Stage.LIVE and bot.venue != Bot.Venue.SIM:
+        needed.append(bot.venue)
+    return needed
+
+
+def _refuse(bot: Bot, actor: Any, action: str, error: ApplicationError) -> None:
+    """Audit the refusal (visible on the bot's page) and raise it. Nothing else is written."""
+    audit_record(
+        action=f"runner.{action}_refused",
+        actor=actor,
+        target=bot,
+        after={"error_code": error.error_code, "message": error.message, **error.extra},
+    )
+    raise error
+
+
+def safe_start_check(*, bot: Bot) -> None:
+    """Every gate, in the order an operator should fix them. Raises the first that fails."""
+    if bot.killed:
+        raise StateConflict(
+            f"Bot {bot.name} is killed ({bot.kill_reason or 'no reason given'}).",
+            error_code="BOT_KILLED",
+            suggested_fix="An operator must unkill it with a reason (POST /api/bots/{id}/unkill) before it can start.",
+        )
+    rows = {r["provider"]: r for r in integration_selectors.integration_status_list()}
+    for provider in needed_integrations(bot):
+        row = rows[provider]
+        if not row["configured"]:
+            raise StateConflict(
+                f"{row['label']} is not configured; bot {bot.name} needs it ({row['used_for']}).",
+                error_code="INTEGRATION_KEY_MISSING",
+                suggested_fix=fix_for("INTEGRATION_KEY_MISSING", provider),
+                extra={"missing_env_vars": row["missing_env_vars"], "provider": provider},
+            )
+    for provider in needed_integrations(bot):
+        row = rows[provider]
+        if not row["connected"]:
+            raise StateConflict(
+                f"{row['label']} is configured but not verified ({row['error_code']}).",
+                error_code="INTEGRATION_NOT_CONNECTED",
+                suggested_fix=row["suggested_fix"] or fix_for("INTEGRATION_NOT_CONNECTED", provider),
+                extra={"provider": provider},
+            )
+    if bot.stage not in RUNNABLE_STAGES:
+        raise StateConflict(
+            f"Bot {bot.name} is at {bot.stage}; only PAPER and LIVE bots run.",
+            error_code="BOT_STAGE_NOT_RUNNABLE",
+            suggested_fix="Promote it to PAPER first (POST /api/bots/{id}/promote).",
+        )
+    scheduler = scheduler_state()
+    if scheduler["status"] != "ok":
+        raise StateConflict(
+            "The scheduler is not alive: " + " ".join(scheduler["reasons"]),
+            error_code="SCHEDULER_UNAVAILABLE",
+            suggested_fix="Start Celery beat and a worker (`make run` starts both) and wait for their heartbeats.",
+        )
+
+
+def runner_start(*, bot: Bot, actor: Any) -> Runner:
+    try:
+        safe_start_check(bot=bot)
+    except ApplicationError as error:
+        _refuse(bot, actor, "start", error)
+    mode = Runner.Mode.LIVE if bot.stage == Bot.Stage.LIVE else Runner.Mode.SIM
+    with transaction.atomic():
+        runner, _ = Runner.objects.get_or_create(bot=bot)
+        now = timezone.now()
+        # R4: one conditional UPDATE; a concurrent start finds the row already moved.
+        moved = Runner.objects.filter(pk=runner.pk, status__in=[Runner.Status.STOPPED, Runner.Status.FAILED]).update(
+            status=Runner.Status.RUNNING,
+            mode=mode,
+            generation=F("generation") + 1,
+            started_at=now,
+            stopped_at=None,
+            last_error="",
+        )
+        if moved != 1:
+            runner.refresh_from_db()
+            error = StateConflict(
+                f"The runner of {bot.name} is already {runner.status}.",
+                error_code="RUNNER_ALREADY_RUNNING",
+                suggested_fix="Stop it first, or use restart.",
+            )
+        else:
+            error = None
+            runner.refresh_from_db()
+            audit_record(
+                action="runner.start",
+                actor=actor,
+                target=bot,
+                after={"status": runner.status, "mode": runner.mode, "generation": runner.generation},
+            )
+    if error is not None:
+        _refuse(bot, actor, "start", error)
+    snapshots.invalidate("system-status")
+    return runner
+
+
+def _stop(*, bot: Bot, actor: Any, reason: str, action: str) -> Runner | None:
+    """Move the runner to STOPPED and bump its generation (fencing in-flight work). Returns None
+    when it was not running."""
+    runner = Runner.objects.filter(bot=bot).first()
+    if runner is None:
+        return None
+    now = timezone.now()
+    moved = Runner.objects.filter(pk=runner.pk, status__in=[*ACTIVE, Runner.Status.FAILED]).update(
+        status=Runner.Status.STOPPED, generation=F("generation") + 1, stopped_at=now
+    )
+    if moved != 1:
+        return None
+    runner.refresh_from_db()
+    audit_record(action=action, actor=actor, target=bot, after={"status": runner.status}, reason=reason)
+    return runner
+
+
+def runner_stop(*, bot: Bot, actor: Any, reason: str = "") -> Runner:
+    with transaction.atomic():
+        runner = _stop(bot=bot, actor=actor, reason=reason, action="runner.stop")
+    if runner is None:
+        raise StateConflict(
+            f"The runner of {bot.name} is not running.",
+            error_code="RUNNER_NOT_RUNNING",
+            suggested_fix="Nothing to stop. Start it with POST /api/runners/start.",
+        )
+    snapshots.invalidate("system-status")
+    return runner
+
+
+def runner_restart(*, bot: Bot, actor: Any) -> Runner:
+    # The gates first: a restart that would not start again must not stop a running bot.
+    try:
+        safe_start_check(bot=bot)
+    except ApplicationError as error:
+        _refuse(bot, actor, "restart", error)
+    with transaction.atomic():
+        _stop(bot=bot, actor=actor, reason="restart", action="runner.stop")
+    return runner_start(bot=bot, actor=actor)
+
+
+@dataclass
+class KillReport:
+    bot_id: int
+    latched: bool  # False when it was already killed (the latch holds either way)
+    runner_stopped: bool
+    orders_cancelled: int | None  # None: no order ledger exists yet in this release
+    flatten: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def bot_kill(*, bot: Bot, actor: Any, reason: str, flatten: bool = False, scope: str = "bot") -> KillReport:
+    """The kill switch. The latch is committed first, in its own transaction, so that even if
+    everything after it fails the bot stays killed and every order path refuses (the execution
+    path reads the latch from Postgres; no queue in between). Then the runner is stopped."""
+    if not reason or not reason.strip():
+        raise ApplicationError(
+            "A kill needs a reason.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            suggested_fix="Send a reason.",
+            extra={"fields": {"reason": ["This field is required."]}},
+        )
+    with transaction.atomic():
+        latched = bot_services.bot_kill_latch(bot=bot, actor=actor, actor_label=_label(actor), reason=reason)
+    with transaction.atomic():
+        runner = _stop(bot=bot, actor=actor, reason=f"kill: {reason}", action="runner.stop")
+    report = KillReport(
+        bot_id=bot.pk,
+        latched=latched,
+        runner_stopped=runner is not None,
+        orders_cancelled=None,
+        flatten=(
+            "requested: no order or position ledger exists in this release, so there is nothing to flatten"
+            if flatten
+            else "not requested"
+        ),
+    )
+    audit_record(
+        action="bot.kill_switch", actor=actor, target=bot, reason=reason, after={"scope": scope, **report.as_dict()}
+    )
+    snapshots.invalidate("system-status")
+    return report
+
+
+def system_kill_all(*, actor: Any, reason: str) -> list[KillReport]:
+    reports = [bot_kill(bot=bot, actor=actor, reason=reason, scope="system") for bot in Bot.objects.order_by("pk")]
+    audit_record(
+        action="system.kill_all",
+        actor=actor,
+        target_type="system",
+        target_id="all",
+        reason=reason,
+        after={"bots": len(reports)},
+    )
+    return reports

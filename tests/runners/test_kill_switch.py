@@ -1,0 +1,103 @@
+"""The kill switch: latched in Postgres first, stops the runner, needs no Redis, survives restarts,
+and only an operator with a reason clears it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.bots.models import Bot
+from apps.integrations.services import integration_verify
+from apps.runners.models import Runner
+from apps.telemetry.models import AuditEvent
+from apps.telemetry.services import heartbeat_record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def running_bot(provider_stub: Any, token_client: Any) -> Bot:
+    provider_stub("databento")
+    assert integration_verify(provider="databento").ok
+    heartbeat_record(component="beat", instance="b")
+    heartbeat_record(component="worker", instance="w")
+    bot = Bot.objects.create(name="MNQ breakout", strategy_key="breakout", instrument="MNQ", stage=Bot.Stage.PAPER)
+    assert (
+        token_client("operator", username="starter")
+        .post("/api/runners/start", {"bot_id": bot.pk}, format="json")
+        .status_code
+        == 200
+    )
+    return bot
+
+
+def test_kill_latches_stops_the_runner_and_is_audited(running_bot: Bot, token_client: Any) -> None:
+    response = token_client("operator").post(
+        f"/api/bots/{running_bot.pk}/kill", {"reason": "runaway losses", "flatten": True}, format="json"
+    )
+    body = response.json()
+    assert response.status_code == 200 and body["latched"] and body["runner_stopped"]
+    assert "nothing to flatten" in body["flatten"]
+    running_bot.refresh_from_db()
+    assert running_bot.killed and running_bot.kill_reason == "runaway losses" and running_bot.killed_at
+    runner = Runner.objects.get(bot=running_bot)
+    assert runner.status == Runner.Status.STOPPED and runner.generation == 2  # fenced
+    switch = AuditEvent.objects.get(action="bot.kill_switch")
+    assert switch.reason == "runaway losses" and switch.after["scope"] == "bot" and switch.trace_id == body["trace_id"]
+
+
+def test_kill_works_with_redis_down(running_bot: Bot, token_client: Any, settings: Any, tmp_path: Any) -> None:
+    settings.REDIS_URL = f"unix://{tmp_path}/no-redis.sock"
+    settings.CELERY_BROKER_URL = f"redis+socket://{tmp_path}/no-redis.sock"
+    response = token_client("operator").post(
+        f"/api/bots/{running_bot.pk}/kill", {"reason": "broker down"}, format="json"
+    )
+    assert response.status_code == 200
+    assert Bot.objects.get(pk=running_bot.pk).killed
+    assert Runner.objects.get(bot=running_bot).status == Runner.Status.STOPPED
+
+
+def test_a_killed_bot_stays_killed_and_cannot_start(running_bot: Bot, token_client: Any) -> None:
+    operator = token_client("operator")
+    operator.post(f"/api/bots/{running_bot.pk}/kill", {"reason": "x"}, format="json")
+    # A restart of TradeOps re-reads Postgres: the latch is a row, not process memory.
+    assert Bot.objects.get(pk=running_bot.pk).killed
+    refused = operator.post("/api/runners/start", {"bot_id": running_bot.pk}, format="json")
+    assert refused.status_code == 409 and refused.json()["error_code"] == "BOT_KILLED"
+    second = operator.post(f"/api/bots/{running_bot.pk}/kill", {"reason": "again"}, format="json").json()
+    assert second["latched"] is False  # already latched; still killed
+
+
+def test_kill_needs_a_reason_and_an_operator(running_bot: Bot, token_client: Any) -> None:
+    assert token_client("operator").post(f"/api/bots/{running_bot.pk}/kill", {}, format="json").status_code == 400
+    assert (
+        token_client("viewer").post(f"/api/bots/{running_bot.pk}/kill", {"reason": "x"}, format="json").status_code
+        == 403
+    )
+    assert not Bot.objects.get(pk=running_bot.pk).killed
+
+
+def test_unkill_needs_an_operator_and_a_reason(running_bot: Bot, token_client: Any) -> None:
+    operator = token_client("operator")
+    operator.post(f"/api/bots/{running_bot.pk}/kill", {"reason": "x"}, format="json")
+    assert (
+        token_client("viewer").post(f"/api/bots/{running_bot.pk}/unkill", {"reason": "ok"}, format="json").status_code
+        == 403
+    )
+    assert operator.post(f"/api/bots/{running_bot.pk}/unkill", {}, format="json").status_code == 400
+    assert Bot.objects.get(pk=running_bot.pk).killed
+    cleared = operator.post(f"/api/bots/{running_bot.pk}/unkill", {"reason": "fixed the feed"}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["killed"] is False
+    # Unkill does not restart anything.
+    assert Runner.objects.get(bot=running_bot).status == Runner.Status.STOPPED
+
+
+def test_kill_all_kills_every_bot(running_bot: Bot, token_client: Any) -> None:
+    other = Bot.objects.create(name="idle", strategy_key="mean_reversion", instrument="MES")
+    response = token_client("operator").post("/api/system/kill-all", {"reason": "exchange halt"}, format="json")
+    assert response.status_code == 200 and len(response.json()["killed"]) == 2
+    assert set(Bot.objects.values_list("killed", flat=True)) == {True}
+    assert Runner.objects.get(bot=running_bot).status == Runner.Status.STOPPED
+    assert AuditEvent.objects.filter(action="system.kill_all").count() == 1
+    assert other.pk in [r["bot_id"] for r in response.json()["killed"]]
