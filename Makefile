@@ -36,4 +36,4 @@ clean: services-down
 
 ## make bench: benchmarks (not tests); each prints our figure and the peer's from the same run
 bench: $(STAMP)
-	$(PY) -m config.embedded exec -- sh -c '$(PY) bench/metering.py; $(PY) bench/integrations_status.py'
+	$(PY) -m config.embedded exec -- sh -c '$(PY) bench/metering.py; $(PY) bench/integrations_status.py; $(PY) bench/job_ledger.py'

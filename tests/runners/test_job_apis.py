@@ -23,11 +23,11 @@ def _job(**fields: Any) -> Job:
 def test_a_viewer_lists_jobs_newest_first_with_limit_and_offset(token_client: Any) -> None:
     jobs = [_job(payload={"n": n}) for n in range(5)]
     client = token_client("viewer")
-    first = client.get("/api/jobs/", {"limit": 2}).json()
+    first = client.get("/api/jobs", {"limit": 2}).json()
     assert first["count"] == 5
     assert [row["id"] for row in first["results"]] == [jobs[4].pk, jobs[3].pk]
     assert first["next"] is not None
-    rest = client.get("/api/jobs/", {"limit": 2, "offset": 4}).json()
+    rest = client.get("/api/jobs", {"limit": 2, "offset": 4}).json()
     assert [row["id"] for row in rest["results"]] == [jobs[0].pk]
     row = first["results"][0]
     assert row["status"] == "QUEUED" and row["payload"] == {"n": 4} and row["trace_id"] == "t"
@@ -37,21 +37,21 @@ def test_the_list_filters_by_status_and_type(token_client: Any) -> None:
     dead_tick = _job(type="tick", status=Job.Status.DEAD)
     _job(type="noop", status=Job.Status.DEAD)
     _job(type="tick", status=Job.Status.QUEUED)
-    body = token_client("viewer").get("/api/jobs/", {"status": "DEAD", "type": "tick"}).json()
+    body = token_client("viewer").get("/api/jobs", {"status": "DEAD", "type": "tick"}).json()
     assert [row["id"] for row in body["results"]] == [dead_tick.pk]
 
 
 def test_an_unknown_status_filter_is_a_validation_error(token_client: Any) -> None:
-    response = token_client("viewer").get("/api/jobs/", {"status": "LOST"})
+    response = token_client("viewer").get("/api/jobs", {"status": "LOST"})
     body = response.json()
     assert response.status_code == 400 and body["error_code"] == "VALIDATION_ERROR"
     assert "status" in body["fields"] and body["trace_id"] == response["X-Trace-Id"]
 
 
 def test_anonymous_gets_401_and_a_user_without_a_role_gets_403(api_client: Any, stranger: Any) -> None:
-    assert api_client.get("/api/jobs/").status_code == 401
+    assert api_client.get("/api/jobs").status_code == 401
     api_client.force_authenticate(stranger)
-    assert api_client.get("/api/jobs/").json()["error_code"] == "PERMISSION_DENIED"
+    assert api_client.get("/api/jobs").json()["error_code"] == "PERMISSION_DENIED"
 
 
 def test_detail_answers_the_job_and_a_missing_one_is_404(token_client: Any) -> None:

@@ -228,8 +228,9 @@ def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -
     oldest. Returns None when there is nothing to claim: the job is running under another lease,
     closed, cancelled, not due yet, or locked by a concurrent claimer (SKIP LOCKED never waits).
 
-    Its own durable transaction: the lease is committed before any work starts, and calling it
-    inside a caller's transaction is an error rather than a lease that nobody else can see."""
+    Its own transaction: the lease is committed before any work starts (one statement, one round
+    trip). Called inside a caller's transaction it raises (durable), rather than take a lease that
+    nobody else can see until that transaction commits."""
     sql = _CLAIM_ONE_SQL if job_id is not None else _CLAIM_NEXT_SQL
     params: dict[str, Any] = {"job_id": job_id, "lease_seconds": lease_seconds, "worker": worker}
     if connection.get_autocommit():
@@ -299,7 +300,8 @@ def job_fail(*, job: Job, error: str, permanent: bool = False) -> str | None:
     if status == Job.Status.DEAD:
         _dead_lettered(job, by="system:jobs")
     else:
-        _publish(job.pk, countdown=backoff)
+        # A second late: the retry is due by the database's clock, which the worker's may trail.
+        _publish(job.pk, countdown=backoff + 1)
     return status
 
 
