@@ -25,3 +25,7 @@ CELERY_BEAT_SCHEDULER = "apps.telemetry.heartbeats.HeartbeatDatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
 # A job lease: longer than any handler runs; after it, the watchdog takes the job back (worker lost).
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=120)
+# Keep a worker's database connection across tasks (Celery's Django fixup otherwise closes it
+# around every task: a new PostgreSQL connection per job). A connection broken by a database
+# restart fails one task, which the job watchdog recovers.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
