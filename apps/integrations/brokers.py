@@ -4,12 +4,16 @@ in-process, per-credential-set token cache."""
 from __future__ import annotations
 
 import threading
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, TypeVar
 
 from apps.integrations.base import ProviderClient
 from apps.integrations.errors import IntegrationError
+from apps.integrations.http import Classifier, HttpResult
 
 T = TypeVar("T")
+
+AUTH_CODES = frozenset({"INTEGRATION_AUTH_FAILED"})
 
 
 class TokenCache(Generic[T]):
@@ -56,3 +60,37 @@ class BrokerClient(ProviderClient):
     def base_url(self) -> str:
         override = self.credentials.get(self.spec.base_url_var)
         return (override or self.HOSTS[self.env]).rstrip("/")
+
+    # -- authorized calls (each broker provides the three hooks below) --------------------------
+    def _token(self) -> tuple[str, bool]:
+        """(bearer token, whether it was just issued)."""
+        raise NotImplementedError
+
+    def _forget(self, token: str) -> None:
+        """Drop `token` from the cache if it is still the cached one."""
+        raise NotImplementedError
+
+    def _data_classifier(self, operation: str) -> Classifier:
+        """How this broker reports failures of a data call that arrive as 2xx."""
+        raise NotImplementedError
+
+    def _get(self, operation: str, path: str, *, validate: Callable[[Any], None]) -> HttpResult:
+        """An authorized GET. A 401 with a cached token (expired, revoked, or ended by another
+        session) drops it and retries once with a new one; a 401 with a fresh token is final."""
+        classify = self._data_classifier(operation)
+        for attempt in range(2):
+            token, fresh = self._token()
+            try:
+                return self.request(
+                    operation,
+                    "GET",
+                    path,
+                    headers={"Authorization": f"Bearer {token}"},
+                    classify=classify,
+                    validate=validate,
+                )
+            except IntegrationError as exc:
+                if exc.error_code not in AUTH_CODES or fresh or attempt:
+                    raise
+                self._forget(token)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -117,16 +117,20 @@ class BotKillApi(APIView):
         return Response({**report.as_dict(), "killed": True, "trace_id": ensure_trace_id()})
 
 
+class ReasonInputSerializer(serializers.Serializer):
+    """Unkill and kill-all: a lifecycle switch only moves with a reason."""
+
+    class Meta:
+        ref_name = "ReasonInput"
+
+    reason = serializers.CharField(max_length=1000)
+
+
 class BotUnkillApi(APIView):
     permission_classes = [IsOperator]
+    InputSerializer = ReasonInputSerializer
 
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "BotUnkillInput"
-
-        reason = serializers.CharField(max_length=1000)
-
-    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ReasonInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, bot_id: int) -> Response:
         bot = get_object_or_404(Bot, pk=bot_id)
         data = self.InputSerializer(data=request.data)
@@ -138,14 +142,9 @@ class BotUnkillApi(APIView):
 
 class SystemKillAllApi(APIView):
     permission_classes = [IsOperator]
+    InputSerializer = ReasonInputSerializer
 
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "KillAllInput"
-
-        reason = serializers.CharField(max_length=1000)
-
-    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ReasonInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -20,7 +20,7 @@ from django.conf import settings
 from apps.integrations.base import require
 from apps.integrations.brokers import BrokerClient, TokenCache
 from apps.integrations.errors import IntegrationError
-from apps.integrations.http import HttpResult, provider_message
+from apps.integrations.http import Classifier, provider_message
 
 logger = logging.getLogger("tradeops.integrations.ironbeam")
 
@@ -44,7 +44,6 @@ DEFAULT_AUTH_FIELDS: dict[str, str] = {
 OK_STATUSES = frozenset({"OK"})
 ACCOUNT_ID = re.compile(r"[0-9]{5,10}")  # the spec's accountId path pattern
 SECRET_VARS = ("IRONBEAM_PASSWORD", "IRONBEAM_API_KEY", "IRONBEAM_USERNAME")
-AUTH_CODES = frozenset({"INTEGRATION_AUTH_FAILED"})
 
 # -- the in-process token cache ------------------------------------------------------------------
 
@@ -152,26 +151,8 @@ class IronbeamClient(BrokerClient):
             if _tokens.get(key) == token:
                 del _tokens[key]
 
-    def _get(self, operation: str, path: str, *, validate: Callable[[Any], None]) -> HttpResult:
-        """An authorized GET. A 401 with a cached token (expired: its lifetime is undocumented)
-        drops it and retries once with a new one; a 401 with a fresh token is final."""
-        classify = self._classifier(operation, auth=False)
-        for attempt in range(2):
-            token, fresh = self._token()
-            try:
-                return self.request(
-                    operation,
-                    "GET",
-                    path,
-                    headers={"Authorization": f"Bearer {token}"},
-                    classify=classify,
-                    validate=validate,
-                )
-            except IntegrationError as exc:
-                if exc.error_code not in AUTH_CODES or fresh or attempt:
-                    raise
-                self._forget(token)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _data_classifier(self, operation: str) -> Classifier:
+        return self._classifier(operation, auth=False)
 
     # -- calls ------------------------------------------------------------------------------------
     def trader_info(self, *, operation: str = "account.list") -> dict[str, Any]:

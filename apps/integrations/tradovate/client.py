@@ -27,9 +27,9 @@ from typing import Any
 from django.conf import settings
 
 from apps.integrations.base import require
-from apps.integrations.brokers import BrokerClient, TokenCache
+from apps.integrations.brokers import AUTH_CODES, BrokerClient, TokenCache
 from apps.integrations.errors import IntegrationError
-from apps.integrations.http import HttpResult, provider_message
+from apps.integrations.http import Classifier, provider_message
 
 logger = logging.getLogger("tradeops.integrations.tradovate")
 
@@ -149,7 +149,6 @@ def _header_seconds(response: Any) -> float | None:
 
 # -- the client -----------------------------------------------------------------------------------
 
-AUTH_CODES = frozenset({"INTEGRATION_AUTH_FAILED"})
 SECRET_VARS = ("TRADOVATE_PASSWORD", "TRADOVATE_SECRET", "TRADOVATE_USERNAME", "TRADOVATE_CID")
 
 
@@ -350,26 +349,8 @@ class TradovateClient(BrokerClient):
             if cached is not None and cached.value == value:
                 del _tokens[key]
 
-    def _get(self, operation: str, path: str, *, validate: Callable[[Any], None]) -> HttpResult:
-        """An authorized GET. A 401 with a cached token (revoked, or ended by another session)
-        drops it and retries once with a new one; a 401 with a fresh token is final."""
-        classify = self._classifier(operation, auth=False, resend_tickets=False)
-        for attempt in range(2):
-            token, fresh = self._token()
-            try:
-                return self.request(
-                    operation,
-                    "GET",
-                    path,
-                    headers={"Authorization": f"Bearer {token}"},
-                    classify=classify,
-                    validate=validate,
-                )
-            except IntegrationError as exc:
-                if exc.error_code not in AUTH_CODES or fresh or attempt:
-                    raise
-                self._forget(token)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _data_classifier(self, operation: str) -> Classifier:
+        return self._classifier(operation, auth=False, resend_tickets=False)
 
     # -- calls ------------------------------------------------------------------------------------
     def list_accounts(self, *, operation: str = "account.list") -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from apps.integrations.errors import IntegrationError
 from apps.integrations.ironbeam import client as ironbeam
 from apps.integrations.ironbeam.client import IronbeamClient
 from apps.telemetry.models import IntegrationUsageEvent
+from tests.integrations.helpers import failure, usage_events
 from tests.stubs import ironbeam as stubs
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +39,8 @@ def client() -> IronbeamClient:
     return IronbeamClient.for_bot()
 
 
-def failure(call: Any) -> IntegrationError:
-    with pytest.raises(IntegrationError) as caught:
-        call()
-    return caught.value
-
-
 def events() -> list[IntegrationUsageEvent]:
-    return list(IntegrationUsageEvent.objects.filter(provider="ironbeam").order_by("id"))
+    return usage_events("ironbeam")
 
 
 def paths(stub: stubs.IronbeamStub) -> list[str]:

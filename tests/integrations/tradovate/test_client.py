@@ -14,6 +14,7 @@ from apps.integrations.errors import IntegrationError
 from apps.integrations.tradovate import client as tradovate
 from apps.integrations.tradovate.client import TradovateClient
 from apps.telemetry.models import IntegrationUsageEvent
+from tests.integrations.helpers import failure, usage_events
 from tests.stubs import tradovate as stubs
 
 pytestmark = pytest.mark.django_db
@@ -42,14 +43,8 @@ def client() -> TradovateClient:
     return TradovateClient.for_bot()
 
 
-def failure(call: Any) -> IntegrationError:
-    with pytest.raises(IntegrationError) as caught:
-        call()
-    return caught.value
-
-
 def events() -> list[IntegrationUsageEvent]:
-    return list(IntegrationUsageEvent.objects.filter(provider="tradovate").order_by("id"))
+    return usage_events("tradovate")
 
 
 def routes(stub: stubs.TradovateStub) -> list[str]:
