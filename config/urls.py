@@ -24,7 +24,7 @@ api_patterns = [
     path("bots", bot_urls.bot_collection),
     path("runners", runner_apis.RunnerListApi.as_view()),
     path("jobs", job_apis.JobListApi.as_view()),
-    path("bots/", include("apps.runners.urls_bots")),  # kill/unkill: they stop runners (a higher app)
+    path("bots/", include("apps.runners.urls_bots")),  # kill/unkill/demote: they stop runners (a higher app)
     path("bots/", include("apps.bots.urls")),
     path("runners/", include("apps.runners.urls")),
     path("jobs/", include("apps.runners.urls_jobs")),

@@ -262,4 +262,9 @@ class BotDemoteApi(APIView):
         bot = selectors.bot_get(bot_id=bot_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return _stage_change_response(services.bot_demote(bot=bot, actor=request.user, **data.validated_data))
+        return _stage_change_response(self.demote(bot=bot, actor=request.user, **data.validated_data))
+
+    def demote(self, **kwargs: Any) -> services.StageChange:
+        """The service that demotes; apps.runners serves the route with one that also stops a
+        runner the new stage cannot keep (a higher app may call a lower one, not the reverse)."""
+        return services.bot_demote(**kwargs)

@@ -473,7 +473,7 @@ def bot_demote(*, bot: Bot, to_stage: str, reason: str, actor: Any, actor_label:
     """Move to any lower stage, or retire. Always allowed (no gates) for an operator or for the
     system (the supervisor's circuit breakers demote, with actor=None and actor_label
     "system:<component>"). The autonomy tier drops to LOCKED: trust is re-earned at the new stage.
-    Demotion does not stop a runner; apps.runners reads the stage."""
+    The API route is apps.runners' bot_demote, which also stops a runner the new stage cannot keep."""
     reason = _require_reason(reason)
     from_stage = bot.stage
 

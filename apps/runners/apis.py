@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.bots import apis as bot_apis
 from apps.bots import services as bot_services
 from apps.bots.models import Bot
 from apps.core.context import ensure_trace_id
@@ -151,3 +152,10 @@ class SystemKillAllApi(APIView):
         reports = runner_services.system_kill_all(actor=request.user, reason=data.validated_data["reason"])
         body: dict[str, Any] = {"killed": [r.as_dict() for r in reports], "trace_id": ensure_trace_id()}
         return Response(body)
+
+
+class BotDemoteApi(bot_apis.BotDemoteApi):
+    """POST /api/bots/{id}/demote: always allowed; a runner the new stage cannot keep is stopped."""
+
+    def demote(self, **kwargs: Any) -> bot_services.StageChange:
+        return runner_services.bot_demote(**kwargs)

@@ -8,5 +8,6 @@ app_name = "bot-switches"
 
 urlpatterns = [
     path("<int:bot_id>/kill", apis.BotKillApi.as_view(), name="kill"),
+    path("<int:bot_id>/demote", apis.BotDemoteApi.as_view(), name="demote"),
     path("<int:bot_id>/unkill", apis.BotUnkillApi.as_view(), name="unkill"),
 ]

@@ -129,3 +129,43 @@ def test_system_status_counts_bots_and_runners_from_rows(token_client: Any, read
     assert status["bots"]["byStage"] == {"PAPER": 1, "LAB": 1}
     assert status["bots"]["byAutonomyTier"] == {"LOCKED": 2}
     assert status["runners"]["byStatus"] == {"RUNNING": 1}
+
+
+def _demote(client: Any, bot: Bot, to_stage: str) -> Any:
+    return client.post(f"/api/bots/{bot.pk}/demote", {"to_stage": to_stage, "reason": "drawdown"}, format="json")
+
+
+def test_demoting_a_live_bot_stops_its_live_runner(token_client: Any, db: Any) -> None:
+    # A LIVE runner must not keep sending orders to the broker for a bot that is now PAPER.
+    bot = _bot(stage=Bot.Stage.LIVE)
+    runner = Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.LIVE, generation=3)
+    response = _demote(token_client("operator"), bot, "PAPER")
+    assert response.status_code == 200, response.json()
+    runner.refresh_from_db()
+    assert (runner.status, runner.generation) == (Runner.Status.STOPPED, 4)  # in-flight LIVE work fenced
+    stop = AuditEvent.objects.get(action="runner.stop")
+    assert stop.reason == "demoted to PAPER: drawdown" and stop.actor_label.startswith("operator")
+
+
+def test_demoting_to_lab_stops_a_paper_runner_and_paper_to_paper_runs_on(token_client: Any, db: Any) -> None:
+    paper = _bot(stage=Bot.Stage.PAPER)
+    sim = Runner.objects.create(bot=paper, status=Runner.Status.RUNNING, mode=Runner.Mode.SIM)
+    assert _demote(token_client("operator"), paper, "LAB").status_code == 200
+    sim.refresh_from_db()
+    assert sim.status == Runner.Status.STOPPED
+    # A refused demotion (not a demotion: LAB→PAPER) touches no runner.
+    lab = _bot(name="other", stage=Bot.Stage.LAB)
+    other = Runner.objects.create(bot=lab, status=Runner.Status.RUNNING, mode=Runner.Mode.SIM)
+    assert _demote(token_client("operator"), lab, "PAPER").status_code == 409
+    other.refresh_from_db()
+    assert other.status == Runner.Status.RUNNING
+
+
+def test_a_system_demotion_stops_the_runner_under_its_own_name(db: Any) -> None:
+    from apps.runners.services.runners import bot_demote
+
+    bot = _bot(stage=Bot.Stage.LIVE)
+    Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.LIVE)
+    bot_demote(bot=bot, to_stage="PAPER", reason="daily loss breaker", actor=None, actor_label="system:supervisor")
+    assert Runner.objects.get(bot=bot).status == Runner.Status.STOPPED
+    assert AuditEvent.objects.get(action="runner.stop").actor_label == "system:supervisor"

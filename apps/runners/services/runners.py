@@ -98,7 +98,7 @@ def runner_start(*, bot: Bot, actor: Any) -> Runner:
         safe_start_check(bot=bot)
     except ApplicationError as error:
         _refuse(bot, actor, "start", error)
-    mode = Runner.Mode.LIVE if bot.stage == Bot.Stage.LIVE else Runner.Mode.SIM
+    mode = runner_mode_for(bot.stage)
     with transaction.atomic():
         runner, _ = Runner.objects.get_or_create(bot=bot)
         now = timezone.now()
@@ -133,7 +133,7 @@ def runner_start(*, bot: Bot, actor: Any) -> Runner:
     return runner
 
 
-def _stop(*, bot: Bot, actor: Any, reason: str, action: str) -> Runner | None:
+def _stop(*, bot: Bot, actor: Any, reason: str, action: str, actor_label: str = "") -> Runner | None:
     """Move the runner to STOPPED and bump its generation (fencing in-flight work). Returns None
     when it was not running."""
     runner = Runner.objects.filter(bot=bot).first()
@@ -146,7 +146,9 @@ def _stop(*, bot: Bot, actor: Any, reason: str, action: str) -> Runner | None:
     if moved != 1:
         return None
     runner.refresh_from_db()
-    audit_record(action=action, actor=actor, target=bot, after={"status": runner.status}, reason=reason)
+    audit_record(
+        action=action, actor=actor, actor_label=actor_label, target=bot, after={"status": runner.status}, reason=reason
+    )
     return runner
 
 
@@ -172,6 +174,33 @@ def runner_restart(*, bot: Bot, actor: Any) -> Runner:
     with transaction.atomic():
         _stop(bot=bot, actor=actor, reason="restart", action="runner.stop")
     return runner_start(bot=bot, actor=actor)
+
+
+def runner_mode_for(stage: str) -> str:
+    return Runner.Mode.LIVE if stage == Bot.Stage.LIVE else Runner.Mode.SIM
+
+
+def bot_demote(*, bot: Bot, to_stage: str, reason: str, actor: Any, actor_label: str = "") -> bot_services.StageChange:
+    """Demote (apps.bots decides whether it may), then settle the runner: a runner whose bot can
+    no longer run at all (LAB, RETIRED) or no longer in its mode (LIVE→PAPER: it must not keep
+    trading with the broker) is stopped with its generation bumped, so an in-flight tick of the
+    old mode is fenced. The operator starts it again at the new stage, through every gate."""
+    change = bot_services.bot_demote(bot=bot, to_stage=to_stage, reason=reason, actor=actor, actor_label=actor_label)
+    runner = Runner.objects.filter(bot=bot).only("status", "mode").first()
+    cannot_keep = runner is not None and (
+        change.to_stage not in RUNNABLE_STAGES or runner.mode != runner_mode_for(change.to_stage)
+    )
+    if cannot_keep and runner.status in ACTIVE:
+        with transaction.atomic():
+            _stop(
+                bot=bot,
+                actor=actor,
+                actor_label=actor_label,
+                reason=f"demoted to {change.to_stage}: {reason}",
+                action="runner.stop",
+            )
+        snapshots.invalidate("system-status")
+    return change
 
 
 @dataclass
