@@ -129,3 +129,54 @@ class IntegrationUsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.granularity}s {self.bucket_start:%Y-%m-%d %H:%M} {self.calls}"
+
+
+class DecisionTrace(models.Model):
+    """Why a bot traded or did not (SPEC §1.3): exactly one per tick. Each pipeline stage that ran
+    is recorded in `stages` (name, outcome, reason code, latency); a stage that stopped the tick
+    names itself in `stopped_at` with its `reason_code`. `fingerprint` digests the inputs (bars,
+    parameters, code version) so the tick can be replayed and compared. Written once, by
+    the tick that it explains; it outlives the bot (plain ids, not foreign keys)."""
+
+    class Outcome(models.TextChoices):
+        TRADE = "TRADE", "Traded"
+        NO_TRADE = "NO_TRADE", "Did not trade"
+
+    bot_id = models.BigIntegerField()
+    runner_id = models.BigIntegerField(null=True, blank=True)
+    job_id = models.BigIntegerField(null=True, blank=True, help_text="The tick job this trace closed.")
+    generation = models.PositiveIntegerField(help_text="The runner generation the tick ran under.")
+    mode = models.CharField(max_length=4, help_text="SIM or LIVE.")
+    bar_ts = models.DateTimeField(help_text="The close of the bar the tick decided on (UTC).")
+    replay = models.BooleanField(default=False, help_text="A forced tick with as_of (SIM only).")
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    stopped_at = models.CharField(max_length=20, blank=True, help_text="The stage that stopped the tick.")
+    reason_code = models.CharField(max_length=60, blank=True)
+    message = models.TextField(blank=True)
+    decision = models.JSONField(null=True, blank=True, help_text="action, reasons, features, stop.")
+    risk = models.JSONField(null=True, blank=True, help_text="Every pre-trade check with its result.")
+    stages = models.JSONField(default=list)
+    order = models.JSONField(null=True, blank=True, help_text="The order and fills the tick produced.")
+    config_version = models.PositiveIntegerField()
+    fingerprint = models.CharField(max_length=64, blank=True)
+    inputs = models.JSONField(default=dict, help_text="Bars window, parameters, code version.")
+    latency_ms = models.FloatField()
+    trace_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A runner ticks once per bar (SPEC §6); replays are extra and marked.
+            models.UniqueConstraint(
+                fields=["runner_id", "bar_ts"], condition=models.Q(replay=False), name="trace_one_per_runner_bar"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["bot_id", "-created_at"], name="trace_bot_created"),
+            models.Index(fields=["bot_id", "outcome", "-created_at"], name="trace_bot_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        why = f" at {self.stopped_at}: {self.reason_code}" if self.outcome == self.Outcome.NO_TRADE else ""
+        return f"bot {self.bot_id} {self.bar_ts:%Y-%m-%d %H:%M} {self.outcome}{why}"
