@@ -109,7 +109,7 @@ def call(
         body = _decode(response, expect_json)
         error = classify(response, body) if classify else None
         if error is None:
-            error = _classify_status(provider, operation, response, body)
+            error = classify_status(provider, operation, response, body)
         if error is not None:
             error.http_status = error.http_status or response.status_code
             raise _scrubbed(error, redact)
@@ -183,7 +183,7 @@ def provider_message(body: Any) -> str:
     return ""
 
 
-def _classify_status(provider: str, operation: str, response: httpx.Response, body: Any) -> IntegrationError | None:
+def classify_status(provider: str, operation: str, response: httpx.Response, body: Any) -> IntegrationError | None:
     status = response.status_code
     if 200 <= status < 300:
         return None

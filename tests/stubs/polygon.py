@@ -2,23 +2,42 @@
 accepts both), `GET /v1/marketstatus/now`, the futures aggregates `GET /futures/v1/aggs/{ticker}`
 with `next_url` pagination, and `/v2/aggs/ticker/...`.
 
+Futures bars are synthetic and deterministic by default: the same generator as the Databento stub
+(tests/stubs/databento.py `synthetic_bars`), so a contract (MESZ5, NQH6...) has the same prices
+there and here, only for minutes when CME Globex trades (holidays ignored). The stub honours
+`resolution` (1min, 1hour; anything else is a 400), `window_start.gte/.gt/.lte/.lt` (Unix ns or
+YYYY-MM-DD, UTC midnight), `limit` (pages of at most `limit` bars, next_url with an opaque cursor)
+and serves `ticker, open, high, low, close, volume, dollar_volume, transactions, window_start,
+session_end_date`. A ticker whose root the generator does not know gets an OK answer with no
+results (the real API's answer to an unknown ticker is not documented [U]).
+
 Modes beyond the common ones:
     not_authorized  every data call answers 403 NOT_AUTHORIZED (the key's plan lacks it)
+    stale           futures bars only older than (window end - stale_lag), 30 minutes by default
+    empty           futures answers are OK with no results
 Attributes:
     market             what /v1/marketstatus/now says
     futures_entitled   False: futures calls answer 403 NOT_AUTHORIZED while verify still works
-    futures_pages      the pages of bars /futures/v1/aggs serves, in order (cursor = page index)
-    aggs_pages         the same for /v2/aggs
+    futures_pages      None (the default): synthetic bars as above. A list: exactly these pages of
+                       bars, in order, whatever the query (cursor = page index)
+    stale_lag          timedelta for `stale`
+    aggs_pages         the pages /v2/aggs serves
     next_url_base      the host written into next_url (the stub's own URL unless changed)
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tests.stubs.base import StubRequest, StubResponse, StubServer
+from tests.stubs.databento import CHICAGO, EPOCH, PX_SCALE, synthetic_bars
+
+RESOLUTIONS = {"1min": 60, "1hour": 3600}
 
 GOOD_KEY = "pg-StubKey0123456789abcdefghijklmnop"
 
@@ -90,7 +109,8 @@ class PolygonStub(StubServer):
         super().__init__()
         self.market = "open"
         self.futures_entitled = True
-        self.futures_pages: list[list[dict[str, Any]]] = [list(page) for page in FUTURES_PAGES]
+        self.futures_pages: list[list[dict[str, Any]]] | None = None
+        self.stale_lag = timedelta(minutes=30)
         self.aggs_pages: list[list[dict[str, Any]]] = [list(page) for page in AGGS_PAGES]
         self.next_url_base: str | None = None
 
@@ -130,6 +150,8 @@ class PolygonStub(StubServer):
         if match:
             if not self.futures_entitled:
                 return self._not_authorized()
+            if self.futures_pages is None:
+                return self._synthetic_futures(request, match.group(1))
             return self._paged(request, self.futures_pages, self._malformed_futures_bar)
         match = re.fullmatch(r"/v2/aggs/ticker/([^/]+)/range/\d+/[a-z]+/[^/]+/[^/]+", request.path)
         if match:
@@ -182,3 +204,80 @@ class PolygonStub(StubServer):
             base = self.next_url_base or self.url
             body["next_url"] = f"{base}{request.path}?cursor={index + 1}"
         return StubResponse(200, body)
+
+    # -- synthetic futures aggregates -------------------------------------------------------------
+    def _synthetic_futures(self, request: StubRequest, ticker: str) -> StubResponse:
+        query = {name: values[0] for name, values in request.query.items()}
+        if "cursor" in query:
+            try:
+                query = json.loads(base64.urlsafe_b64decode(query["cursor"].encode()))
+            except ValueError:
+                return StubResponse(400, {"status": "ERROR", "request_id": _request_id(), "error": "Invalid cursor"})
+        seconds = RESOLUTIONS.get(query.get("resolution", ""))
+        if seconds is None:
+            return StubResponse(
+                400, {"status": "ERROR", "request_id": _request_id(), "error": "resolution value is not allowed"}
+            )
+        try:
+            limit = int(query.get("limit", "1000"))
+            start, end = _window(query)
+        except ValueError as exc:
+            return StubResponse(400, {"status": "ERROR", "request_id": _request_id(), "error": str(exc)})
+        if not 1 <= limit <= 50_000:
+            return StubResponse(400, {"status": "ERROR", "request_id": _request_id(), "error": "limit out of range"})
+        if self.mode == "stale":
+            end -= self.stale_lag
+        bars = [] if self.mode == "empty" else synthetic_bars(ticker, seconds, start, end)
+        offset = int(query.get("offset", 0))
+        page = bars[offset : offset + limit]
+        results = [self._futures_record(ticker, bar) for bar in page]
+        if self.mode == "malformed":
+            results = [self._malformed_futures_bar()]
+        body: dict[str, Any] = {"status": "OK", "request_id": _request_id()}
+        if results:
+            body["results"] = results
+        if offset + limit < len(bars):
+            cursor = base64.urlsafe_b64encode(json.dumps({**query, "offset": offset + limit}).encode()).decode()
+            body["next_url"] = f"{self.next_url_base or self.url}{request.path}?cursor={cursor}"
+        return StubResponse(200, body)
+
+    @staticmethod
+    def _futures_record(ticker: str, bar: Any) -> dict[str, Any]:
+        local = bar.ts.astimezone(CHICAGO)
+        session_end = local.date() + timedelta(days=1) if local.hour >= 17 else local.date()
+        close = bar.close / PX_SCALE
+        return {
+            "ticker": ticker,
+            "open": bar.open / PX_SCALE,  # quarter ticks: exact as floats
+            "high": bar.high / PX_SCALE,
+            "low": bar.low / PX_SCALE,
+            "close": close,
+            "volume": bar.volume,
+            "dollar_volume": round(close * bar.volume * 5, 2),
+            "transactions": max(1, bar.volume // 4),
+            "window_start": bar.ts_ns,
+            "session_end_date": session_end.isoformat(),
+        }
+
+
+def _bound(value: str) -> datetime:
+    if value.isdigit():
+        return EPOCH + timedelta(microseconds=int(value) // 1000)
+    return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+
+
+def _window(query: dict[str, str]) -> tuple[datetime, datetime]:
+    """[start, end) from window_start.gte/.gt/.lte/.lt (a bar's window_start is whole seconds, so .gt
+    and .lte move the bound by one microsecond)."""
+    start: datetime | None = None
+    end = datetime.now(UTC) + timedelta(days=1)
+    tiny = timedelta(microseconds=1)
+    if "window_start.gte" in query:
+        start = _bound(query["window_start.gte"])
+    if "window_start.gt" in query:
+        start = _bound(query["window_start.gt"]) + tiny
+    if "window_start.lt" in query:
+        end = _bound(query["window_start.lt"])
+    if "window_start.lte" in query:
+        end = _bound(query["window_start.lte"]) + tiny
+    return start or end - timedelta(days=1), end  # no lower bound: the last day only, not since 1970

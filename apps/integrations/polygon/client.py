@@ -9,6 +9,10 @@ Each page is one metered call; `next_url` is followed like the SDK does: only it
 are taken and requested against the configured base URL, so the key is never sent to a host
 named by a response.
 
+`fetch_bars` (the contract in apps/integrations/bars.py) reads the futures aggregates with
+resolution `1min`/`1hour`, window_start.gte/.lt in Unix ns (half-open), the largest page size, and
+validates every bar strictly inside each page's metered call.
+
 Rate limit: the free tier allows 5 requests/minute [C]; a 429 is INTEGRATION_RATE_LIMITED.
 """
 
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from apps.integrations.bars import NATIVE_TIMEFRAMES, ProviderBar
 from apps.integrations.base import ProviderClient, require
 from apps.integrations.errors import IntegrationError
 from apps.integrations.http import provider_message
@@ -28,6 +34,8 @@ from apps.integrations.http import provider_message
 # API documents no status value of its own [P], so the same two are accepted there.
 GOOD_STATUSES = frozenset({"OK", "DELAYED"})
 FUTURES_MAX_LIMIT = 50_000  # per page (docs: default 1000, min 1, max 50000)
+# fetch_bars timeframe -> (futures API resolution [C], bar length in ns)
+FUTURES_RESOLUTIONS: dict[str, tuple[str, int]] = {"1m": ("1min", 60 * 10**9), "1h": ("1hour", 3600 * 10**9)}
 AGGS_MAX_LIMIT = 50_000
 # A runaway pagination guard: 200 pages of up to 50,000 bars is far beyond any request we make.
 MAX_PAGES = 200
@@ -175,6 +183,49 @@ def _aggs_bar(bar: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _decimal(value: int | float) -> Decimal:
+    """A JSON number as the exact decimal it was written as (repr of a float is the shortest string
+    that reads back to it: 6021.25 stays 6021.25, never 6021.2500000000001)."""
+    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    exact = exact.normalize()  # 6021.50 -> 6021.5; 6000.0 -> 6E+3, made plain below
+    return exact.quantize(Decimal(1)) if exact.as_tuple().exponent > 0 else exact  # type: ignore[operator]
+
+
+def _bars_classifier(ticker: str, resolution: str) -> Any:
+    """fetch_bars failures that should name the contract: a 404 for the ticker [U: the futures API's
+    answer to an unknown ticker is not documented], and a 400 for the request as sent."""
+
+    def classify(response: Any, body: Any) -> IntegrationError | None:
+        error = _classify(response, body)
+        if error is not None or response.status_code not in (400, 404):
+            return error
+        said = provider_message(body)
+        suffix = f": {said}" if said else ""
+        fix = (
+            f"Check the instrument's Polygon (Massive) futures ticker ({ticker}: root, month code, year, e.g. "
+            "MESZ5) and that the contract trades in the requested window; check POLYGON_BASE_URL if it is set."
+        )
+        if response.status_code == 404:
+            return IntegrationError(
+                f"Polygon (Massive) has no futures bars for {ticker} (404){suffix}",
+                error_code="DATA_UNAVAILABLE",
+                provider="polygon",
+                suggested_fix=fix,
+                http_status=404,
+                extra={"symbol": ticker, "resolution": resolution},
+            )
+        return IntegrationError(
+            f"Polygon (Massive) rejected the futures aggregates request for {ticker} ({resolution}) (400){suffix}",
+            error_code="INTEGRATION_REQUEST_REJECTED",
+            provider="polygon",
+            suggested_fix=fix,
+            http_status=400,
+            extra={"symbol": ticker, "resolution": resolution},
+        )
+
+    return classify
+
+
 def _window_bound(value: int | date | datetime | str | None, field: str) -> str | None:
     """A window bound as the futures API takes it: Unix nanoseconds, or a YYYY-MM-DD date."""
     if value is None:
@@ -212,7 +263,9 @@ class PolygonClient(ProviderClient):
         parts = urlsplit(next_url)
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
-    def _paginate(self, operation: str, path: str, params: dict[str, Any], validate: Any) -> list[dict[str, Any]]:
+    def _paginate(
+        self, operation: str, path: str, params: dict[str, Any], validate: Any, classify: Any = _classify
+    ) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         seen: set[str] = set()
         next_path: str | None = path
@@ -233,7 +286,7 @@ class PolygonClient(ProviderClient):
                 next_path,
                 headers=self._headers(),
                 params=query,
-                classify=_classify,
+                classify=classify,
                 validate=validate,
             ).body
             results.extend(body.get("results") or [])
@@ -279,6 +332,20 @@ class PolygonClient(ProviderClient):
         `resolution` is passed through as given (`1min`, `1hour`, `1session`...): the docs show
         several spellings over time [P], and the API answers 400 for one it does not allow.
         `sort` is passed through when given; its accepted values are not settled [P]."""
+        raw = self._futures_pages(ticker, resolution, window_start_gte, window_start_lt, limit, sort, _futures_page)
+        return [_futures_bar(bar) for bar in raw]
+
+    def _futures_pages(
+        self,
+        ticker: str,
+        resolution: str,
+        window_start_gte: int | date | datetime | str | None,
+        window_start_lt: int | date | datetime | str | None,
+        limit: int,
+        sort: str | None,
+        validate: Any,
+        classify: Any = _classify,
+    ) -> list[dict[str, Any]]:
         if not isinstance(ticker, str) or not _TICKER.fullmatch(ticker):
             raise PolygonRequestInvalid(f"Not a futures ticker: {str(ticker)[:40]!r}.", field="ticker")
         if not isinstance(resolution, str) or not resolution.strip():
@@ -294,8 +361,60 @@ class PolygonClient(ProviderClient):
             params["window_start.lt"] = lt
         if sort:
             params["sort"] = sort
-        raw = self._paginate("futures.aggs", f"/futures/v1/aggs/{quote(ticker, safe=':')}", params, _futures_page)
-        return [_futures_bar(bar) for bar in raw]
+        path = f"/futures/v1/aggs/{quote(ticker, safe=':')}"
+        return self._paginate("futures.aggs", path, params, validate, classify)
+
+    def fetch_bars(self, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> list[ProviderBar]:
+        """The contract in apps/integrations/bars.py over the futures aggregates: `symbol` is a contract
+        ticker (MESZ5), `1m`/`1h` ask for resolution `1min`/`1hour`, the window is
+        window_start.gte=start, window_start.lt=end in Unix ns (half-open, like the contract). Every
+        page is validated strictly inside its metered call; one bad bar rejects the whole answer.
+        [] when the provider answered with no bars. Prices are the provider's floats taken at their
+        shortest decimal representation (6021.25 -> Decimal("6021.25")), never rounded or filled in."""
+        if timeframe not in FUTURES_RESOLUTIONS:
+            raise PolygonRequestInvalid(
+                f"timeframe must be one of {', '.join(NATIVE_TIMEFRAMES)} (got {str(timeframe)[:10]!r}).",
+                field="timeframe",
+            )
+        for field, value in (("start", start), ("end", end)):
+            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+                raise PolygonRequestInvalid(f"{field} must be a timezone-aware datetime.", field=field)
+        if start >= end:
+            raise PolygonRequestInvalid("start must be before end.", field="start")
+        resolution, bar_ns = FUTURES_RESOLUTIONS[timeframe]
+        start_ns, end_ns = int(_window_bound(start, "start") or 0), int(_window_bound(end, "end") or 0)
+        seen: set[int] = set()
+
+        def validate(body: Any) -> None:
+            _futures_page(body)
+            for i, bar in enumerate(body.get("results") or []):
+                ts = bar["window_start"]
+                require(start_ns <= ts < end_ns, f"bar {i} window_start {ts} is outside the requested range")
+                require(ts % bar_ns == 0, f"bar {i} window_start {ts} is not on a bar boundary")
+                require(ts not in seen, f"bar {i} repeats window_start {ts}")
+                seen.add(ts)
+                for name in ("open", "high", "low", "close"):
+                    require(bar[name] > 0, f"bar {i} `{name}` is not a positive price")
+                require(bar["high"] >= max(bar["open"], bar["close"]), f"bar {i} has high below open or close")
+                require(bar["low"] <= min(bar["open"], bar["close"]), f"bar {i} has low above open or close")
+                require(float(bar["volume"]).is_integer(), f"bar {i} `volume` is not a whole number")
+
+        raw = self._futures_pages(
+            symbol, resolution, start, end, FUTURES_MAX_LIMIT, None, validate, _bars_classifier(symbol, resolution)
+        )
+        bars = [
+            ProviderBar(
+                ts=_EPOCH + timedelta(microseconds=bar["window_start"] // 1000),
+                open=_decimal(bar["open"]),
+                high=_decimal(bar["high"]),
+                low=_decimal(bar["low"]),
+                close=_decimal(bar["close"]),
+                volume=int(bar["volume"]),
+            )
+            for bar in raw
+        ]
+        bars.sort(key=lambda bar: bar.ts)
+        return bars
 
     def aggregates(
         self,

@@ -44,8 +44,13 @@ def test_verify_reports_what_the_market_status_says(provider_stub: Any) -> None:
     assert _client().verify() == {"market": "extended-hours"}
 
 
+def _fixed_pages(stub: PolygonStub) -> PolygonStub:
+    stub.futures_pages = [list(page) for page in FUTURES_PAGES]  # instead of the synthetic bars
+    return stub
+
+
 def test_futures_bars_are_parsed_with_exact_values_across_pages(provider_stub: Any) -> None:
-    stub = provider_stub("polygon")
+    stub = _fixed_pages(provider_stub("polygon"))
     bars = _client().futures_aggregates("ESZ5", "1min", GTE, LT, limit=2)
     assert bars == [
         {
@@ -112,7 +117,7 @@ def test_window_bounds_may_be_dates_or_nanoseconds(provider_stub: Any) -> None:
 
 def test_next_url_naming_another_host_is_followed_on_the_configured_base_only(provider_stub: Any) -> None:
     elsewhere = provider_stub("polygon", configure=False)
-    stub = provider_stub("polygon")  # started last: POLYGON_BASE_URL points here
+    stub = _fixed_pages(provider_stub("polygon"))  # started last: POLYGON_BASE_URL points here
     stub.next_url_base = elsewhere.url
     bars = _client().futures_aggregates("ESZ5", "1min", GTE, LT)
     assert len(bars) == 3
@@ -230,7 +235,7 @@ def test_a_next_url_that_repeats_is_refused_instead_of_looping(provider_stub: An
             return response
 
     provider_stub("polygon")  # the good key
-    stub = LoopingStub().start()
+    stub = _fixed_pages(LoopingStub().start())
     try:
         monkeypatch.setenv("POLYGON_BASE_URL", stub.url)
         with pytest.raises(IntegrationError) as caught:
