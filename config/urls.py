@@ -43,5 +43,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(settings.ADMIN_URL, admin.site.urls),
     path("connections/", include("apps.integrations.urls_pages")),
+    path("bots/", include("apps.bots.urls_pages")),
+    path("bots/", include("apps.runners.urls_pages_bots")),  # the bot page: its actions stop runners
+    path("runners/", include("apps.runners.urls_pages")),
+    path("jobs/", include("apps.runners.urls_pages_jobs")),
     path("", integration_views.overview, name="overview"),
 ]

@@ -34,7 +34,7 @@ class InvalidStageTransition(StateConflict):
 
 class PromotionGateFailed(StateConflict):
     error_code = "PROMOTION_GATE_FAILED"
-    default_suggested_fix = "Fix every gate with passed=false in `gates`, then promote again."
+    default_suggested_fix = "Resolve every gate with passed=false in `gates`, then promote again."
 
     def __init__(self, message: str, *, gates: list[dict[str, Any]]) -> None:
         super().__init__(message, extra={"gates": gates})

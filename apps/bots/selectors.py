@@ -171,3 +171,11 @@ def stage_transition_refusal(from_stage: str, to_stage: str) -> str:
     nxt = PROMOTIONS.get(from_stage)
     allowed = f"the only promotion from {from_stage} is to {nxt}" if nxt else f"{from_stage} cannot be promoted"
     return f"{from_stage}→{to_stage} is not a promotion: {allowed}."
+
+
+def bot_runners_in_motion() -> bool:
+    """True while any runner is STARTING, RUNNING or STOPPING, i.e. while a bot list's runner
+    column can change without anyone acting (the bots page polls only then)."""
+    Runner = apps.get_model("runners", "Runner")
+    moving = [Runner.Status.STARTING, Runner.Status.RUNNING, Runner.Status.STOPPING]
+    return Runner.objects.filter(status__in=moving).exists()

@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from apps.telemetry.models import ComponentHeartbeat
+from apps.telemetry.models import AuditEvent, ComponentHeartbeat
 
 
 def _describe(hb: ComponentHeartbeat, now: Any, stale_after: timedelta) -> dict[str, Any]:
@@ -60,3 +60,10 @@ def scheduler_state() -> dict[str, Any]:
         "stale_after_seconds": settings.HEARTBEAT_STALE_AFTER_SECONDS,
         "checked_at": now,
     }
+
+
+def audit_event_list(*, target_type: str, target_id: str | int, limit: int = 20) -> list[AuditEvent]:
+    """The newest audit events about one thing (e.g. target_type "bots.bot" and its id): what was
+    done to it and what was refused, each with its actor, reason and trace id."""
+    events = AuditEvent.objects.filter(target_type=target_type, target_id=str(target_id))
+    return list(events.order_by("-created_at", "-id")[:limit])

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.bots import views
+
+app_name = "bot-pages"
+
+urlpatterns = [
+    path("", views.bot_list, name="list"),
+    path("starter-pack", views.starter_pack, name="starter-pack"),
+]

@@ -1,0 +1,111 @@
+"""The Bots page of the Observatory, and the page helpers the bot-related pages share (the bot
+page itself lives in apps.runners.views: its actions start, stop and kill runners, a higher app).
+
+Views parse, call one service or selector, and render. A refused action is an answer, not an
+error page: its error code, message, details and trace id are shown where the operator clicked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
+
+from apps.bots import selectors, services
+from apps.core.exceptions import ApplicationError
+from apps.core.http import HtmxHttpRequest
+from apps.core.roles import Role, user_has_role
+
+BOT_LIST = "bots/bot_list.html"
+
+
+# --- helpers shared by the bot, runner and job pages ---------------------------------------------
+
+
+def forbidden(request: HtmxHttpRequest, role: Role) -> HttpResponse | None:
+    """403 unless the user holds role (the same rule as the APIs' permission classes)."""
+    if user_has_role(request.user, role):
+        return None
+    return HttpResponse(f"Your role does not allow this; it needs {role.group_name}.", status=403)
+
+
+def require_viewer(request: HtmxHttpRequest) -> None:
+    if not user_has_role(request.user, Role.VIEWER):
+        raise Http404  # a user with no role sees nothing
+
+
+def render_polled(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any]) -> HttpResponse:
+    """The page; for an htmx request (a poll, or a refresh after an action) only its live partial.
+    When nothing on it can change without someone acting (context["polling"] is false) the partial
+    is answered with 286, which makes htmx stop polling; it is then rendered without its polling
+    trigger, so the copy swapped in does not start again (an action's event restarts it)."""
+    if not request.htmx:
+        return render(request, template, context)
+    response = render(request, f"{template}#{partial}", context)
+    if context["polling"]:
+        return response
+    return HttpResponseStopPolling(response.content)
+
+
+def render_action(
+    request: HtmxHttpRequest,
+    template: str,
+    partial: str,
+    context: dict[str, Any],
+    *,
+    refusal: ApplicationError | None,
+    changed_event: str,
+) -> HttpResponse:
+    """An action's answer. For htmx: the outcome partial — a refusal with status 200 so that htmx
+    swaps it in — and `changed_event`, on which the page's live regions refresh (the audit trail
+    shows the refusal or the action). Without htmx: the whole page, with the refusal's status."""
+    if request.htmx:
+        return trigger_client_event(render(request, f"{template}#{partial}", context), changed_event)
+    return render(request, template, context, status=refusal.status_code if refusal else 200)
+
+
+# --- the Bots page ---------------------------------------------------------------------------------
+
+
+def _list_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
+    return {
+        "nav": "bots",
+        "bots": selectors.bot_list(),
+        "polling": selectors.bot_runners_in_motion(),
+        "can_operate": user_has_role(request.user, Role.OPERATOR),
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def bot_list(request: HtmxHttpRequest) -> HttpResponse:
+    require_viewer(request)
+    return render_polled(request, BOT_LIST, "bot-table", _list_context(request))
+
+
+@require_POST
+@login_required
+def starter_pack(request: HtmxHttpRequest) -> HttpResponse:
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    message, refusal = "", None
+    try:
+        result = services.bot_starter_pack(actor=request.user)
+    except ApplicationError as exc:
+        refusal = exc
+    else:
+        if result.created:
+            names = ", ".join(b.name for b in result.created)
+            message = f"Created {len(result.created)} starter bot(s) at LAB on the simulated venue: {names}."
+        else:
+            message = "The starter pack already exists; nothing was created."
+    context = _list_context(request, message=message, refusal=refusal)
+    return render_action(
+        request, BOT_LIST, "starter-pack-outcome", context, refusal=refusal, changed_event="bots-changed"
+    )

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.runners import views
+
+app_name = "runner-pages"
+
+urlpatterns = [
+    path("", views.runner_list, name="list"),
+]

@@ -1,0 +1,273 @@
+"""The bot page, the Runners page and the Jobs page of the Observatory.
+
+The bot page lives here, not in apps.bots: its actions start, stop, restart and kill runners
+(this app), besides promoting and unkilling through the bots services, and a lower app never
+imports a higher one. Each action calls the same service as its API endpoint, with the same role
+rule (viewer reads, operator acts, the service itself asks for an admin for LIVE and overrides);
+a refusal is rendered with its code, message, details and trace id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from apps.bots import selectors as bot_selectors
+from apps.bots import services as bot_services
+from apps.bots.exceptions import BotNotFound
+from apps.bots.models import Bot
+from apps.bots.views import forbidden, render_action, render_polled, require_viewer
+from apps.core.exceptions import ApplicationError
+from apps.core.http import HtmxHttpRequest
+from apps.core.roles import Role, user_has_role
+from apps.runners.models import Job
+from apps.runners.selectors import jobs as job_selectors
+from apps.runners.selectors import runners as runner_selectors
+from apps.runners.services import jobs as job_services
+from apps.runners.services import runners as runner_services
+
+BOT_PAGE = "runners/bot_detail.html"
+RUNNER_LIST = "runners/runner_list.html"
+JOB_LIST = "runners/job_list.html"
+JOBS_PER_PAGE = 50
+
+
+# --- the bot page ----------------------------------------------------------------------------------
+
+
+def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[str, Any]:
+    try:
+        runtime = runner_selectors.bot_runtime_get(bot_id=bot_id)
+    except BotNotFound:
+        raise Http404 from None
+    return {
+        "nav": "bots",
+        **runtime.__dict__,
+        "polling": runtime.in_motion,
+        "can_operate": user_has_role(request.user, Role.OPERATOR),
+        "is_admin": user_has_role(request.user, Role.ADMIN),
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def bot_detail(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    require_viewer(request)
+    return render_polled(request, BOT_PAGE, "bot-status", _bot_context(request, bot_id))
+
+
+def _bot_action(request: HtmxHttpRequest, bot_id: int, act: Callable[[Bot], dict[str, Any]]) -> HttpResponse:
+    """Operator only. Runs act (one service call, answering the outcome's context) and renders the
+    actions panel with the outcome or the refusal; the page's live region then refreshes."""
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    try:
+        bot = bot_selectors.bot_get(bot_id=bot_id)
+    except BotNotFound:
+        raise Http404 from None
+    outcome: dict[str, Any] = {}
+    refusal = None
+    try:
+        outcome = act(bot)
+    except ApplicationError as exc:
+        refusal = exc
+    context = _bot_context(request, bot_id, refusal=refusal, **outcome)
+    return render_action(request, BOT_PAGE, "bot-actions", context, refusal=refusal, changed_event="bot-changed")
+
+
+def _reason(request: HtmxHttpRequest) -> str:
+    return request.POST.get("reason", "").strip()
+
+
+@require_POST
+@login_required
+def bot_start(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        runner = runner_services.runner_start(bot=bot, actor=request.user)
+        state = f"{runner.status} in {runner.mode} mode, generation {runner.generation}"
+        return {"message": f"Started: the runner is {state}."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_stop(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        runner = runner_services.runner_stop(bot=bot, actor=request.user, reason=_reason(request))
+        return {"message": f"Stopped: the runner is {runner.status}, generation {runner.generation}."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_restart(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        runner = runner_services.runner_restart(bot=bot, actor=request.user)
+        state = f"{runner.status} in {runner.mode} mode, generation {runner.generation}"
+        return {"message": f"Restarted: the runner is {state}."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_promote(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        change = bot_services.bot_promote(
+            bot=bot,
+            to_stage=request.POST.get("to_stage", ""),
+            reason=_reason(request),
+            actor=request.user,
+            override=request.POST.get("override") == "on",
+        )
+        forced = " by admin override" if change.override else ""
+        return {"message": f"Promoted {change.from_stage} → {change.to_stage}{forced}.", "gates": change.gates}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_demote(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        # The runners service: a runner the new stage cannot keep is stopped too.
+        change = runner_services.bot_demote(
+            bot=bot, to_stage=request.POST.get("to_stage", ""), reason=_reason(request), actor=request.user
+        )
+        return {"message": f"Demoted {change.from_stage} → {change.to_stage}; the autonomy tier is LOCKED."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_kill(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        report = runner_services.bot_kill(
+            bot=bot, actor=request.user, reason=_reason(request), flatten=request.POST.get("flatten") == "on"
+        )
+        latch = "Killed" if report.latched else "Already killed (the first kill's reason is kept)"
+        runner = "the runner was stopped" if report.runner_stopped else "no runner was running"
+        return {"message": f"{latch}; {runner}. Flatten: {report.flatten}."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_unkill(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        cleared = bot_services.bot_unkill(bot=bot, actor=request.user, reason=_reason(request))
+        if cleared:
+            return {"message": "Unkilled: the kill latch is clear. Nothing was restarted; start the runner when ready."}
+        return {"message": "The bot was not killed; nothing changed."}
+
+    return _bot_action(request, bot_id, act)
+
+
+# --- the Runners page -----------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def runner_list(request: HtmxHttpRequest) -> HttpResponse:
+    require_viewer(request)
+    context = {
+        "nav": "runners",
+        "runners": runner_selectors.runner_list(),
+        "polling": runner_selectors.runner_activity(),
+    }
+    return render_polled(request, RUNNER_LIST, "runner-table", context)
+
+
+# --- the Jobs page ---------------------------------------------------------------------------------
+
+
+class JobFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "any status"), *Job.Status.choices])
+    type = forms.CharField(required=False, max_length=40)
+    runner = forms.IntegerField(required=False, min_value=1)
+    bot = forms.IntegerField(required=False, min_value=1)
+    page = forms.IntegerField(required=False, min_value=1)
+
+
+def _jobs_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
+    form = JobFilterForm(request.GET)
+    form.is_valid()  # a bad value is named on the page and ignored; the valid filters apply
+    f = form.cleaned_data
+    scope = {"runner_id": f.get("runner"), "bot_id": f.get("bot")}
+    page = job_selectors.job_page(
+        page=f.get("page") or 1,
+        per_page=JOBS_PER_PAGE,
+        status=f.get("status") or None,
+        type=f.get("type") or None,
+        **scope,
+    )
+    return {
+        "nav": "jobs",
+        "form": form,
+        "filters": f,
+        "page": page,
+        "job_types": sorted(job_services.JOB_HANDLERS),
+        "runners": runner_selectors.runner_list(),
+        "polling": job_selectors.job_activity(**scope),
+        "can_operate": user_has_role(request.user, Role.OPERATOR),
+        # A POST (an action without htmx) renders this page too: its poll must ask the list.
+        "list_url": request.get_full_path() if request.method == "GET" else reverse("job-pages:list"),
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def job_list(request: HtmxHttpRequest) -> HttpResponse:
+    require_viewer(request)
+    return render_polled(request, JOB_LIST, "job-table", _jobs_context(request))
+
+
+def _job_action(request: HtmxHttpRequest, job_id: int, act: Callable[[Job], str]) -> HttpResponse:
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    job = job_selectors.job_get(job_id=job_id)
+    if job is None:
+        raise Http404
+    message, refusal = "", None
+    try:
+        message = act(job)
+    except ApplicationError as exc:
+        refusal = exc
+    context = _jobs_context(request, message=message, refusal=refusal)
+    return render_action(request, JOB_LIST, "job-outcome", context, refusal=refusal, changed_event="jobs-changed")
+
+
+@require_POST
+@login_required
+def job_retry(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    def act(job: Job) -> str:
+        job = job_services.job_retry(job=job, actor=request.user)
+        return f"Job {job.pk} ({job.type}) is {job.status} again, attempts reset to 0."
+
+    return _job_action(request, job_id, act)
+
+
+@require_POST
+@login_required
+def job_cancel(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    def act(job: Job) -> str:
+        reason = request.POST.get("reason", "").strip() or (request.htmx.prompt or "").strip()
+        job = job_services.job_cancel(job=job, actor=request.user, reason=reason)
+        return f"Job {job.pk} ({job.type}) is {job.status}."
+
+    return _job_action(request, job_id, act)
