@@ -1,0 +1,133 @@
+"""The contract between broker clients (Tradovate, Ironbeam) and the trading app's execution.
+
+A broker client offers the methods of `OrderVenue`. The execution service persists an order row
+with its deterministic `client_order_id` BEFORE calling `place_order`, and reads the outcome:
+
+- `place_order` returns a `PlacedOrder` when the broker ACCEPTED the order (it has a broker order
+  id), raises `OrderRejected` when the broker answered that it did NOT accept it (nothing is
+  working at the venue: safe to mark the order REJECTED), and raises `OrderOutcomeUnknown` when
+  the order MAY be working — a timeout after the request was sent, a dropped connection, a 5xx,
+  an answer that cannot be read. The caller then marks the order UNKNOWN and never resends it
+  under a new id; reconcile settles it with `find_order` / `list_orders`.
+  Any other IntegrationError (no key, bad key, rate limited before sending, a request refused
+  before it left) means the order was NOT sent.
+- `find_order(client_order_id=...)` looks an order up at the broker by our id where the broker
+  keeps it (Tradovate's `clOrdId`/`customTag50`-style field, Ironbeam's order list), returning a
+  `BrokerOrder` or None when the broker does not know it. None is only returned when the broker
+  answered with a complete list: an error raises.
+- `positions()` returns every position of the account; a failed call raises — a missing position
+  report is never taken as flat.
+- `flatten(symbol)` closes a position the broker's way (Tradovate `liquidateposition`; Ironbeam
+  has none: cancel working orders, then an opposite MARKET order for the position's quantity).
+
+Symbols are the broker's own (Tradovate `MESZ6`, Ironbeam `XCME:MES.Z26`); the trading app maps
+an instrument to them. Prices are Decimals; quantities positive ints; sides "BUY"/"SELL".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from apps.integrations.errors import IntegrationError
+
+# Order statuses as TradeOps names them; each client maps its broker's statuses onto these.
+WORKING, FILLED, PARTIALLY_FILLED, CANCELLED, REJECTED = (
+    "WORKING",
+    "FILLED",
+    "PARTIALLY_FILLED",
+    "CANCELLED",
+    "REJECTED",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    client_order_id: str
+    account: str
+    symbol: str
+    side: str  # BUY | SELL
+    quantity: int
+    order_type: str  # MARKET | LIMIT | STOP
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    broker_order_id: str
+    status: str = WORKING
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFill:
+    fill_id: str
+    quantity: int
+    price: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    broker_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    quantity: int
+    status: str  # one of the statuses above
+    filled_quantity: int
+    avg_fill_price: Decimal | None
+    fills: tuple[BrokerFill, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    symbol: str
+    quantity: int  # signed: long > 0
+    avg_price: Decimal | None
+
+
+class OrderRejected(IntegrationError):
+    """The broker answered that it did not accept the order: nothing is working at the venue."""
+
+    def __init__(self, message: str, *, provider: str, broker_reason: str = "", http_status: int | None = None) -> None:
+        super().__init__(
+            message,
+            error_code="ORDER_REJECTED",
+            provider=provider,
+            suggested_fix="Read the broker's reason; the order was not placed.",
+            http_status=http_status,
+            status_code=409,
+            extra={"broker_reason": broker_reason[:300]},
+        )
+
+
+class OrderOutcomeUnknown(IntegrationError):
+    """The order may or may not be working at the broker. Mark it UNKNOWN; reconcile settles it."""
+
+    def __init__(self, message: str, *, provider: str, http_status: int | None = None) -> None:
+        super().__init__(
+            message,
+            error_code="ORDER_STATE_UNKNOWN",
+            provider=provider,
+            suggested_fix="Do not resend. Reconcile the bot (POST /api/bots/{id}/reconcile) to settle the order.",
+            http_status=http_status,
+        )
+
+
+class OrderVenue(Protocol):
+    provider: str
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder: ...
+
+    def cancel_order(self, *, account: str, broker_order_id: str) -> None: ...
+
+    def find_order(self, *, account: str, client_order_id: str) -> BrokerOrder | None: ...
+
+    def list_orders(self, *, account: str) -> list[BrokerOrder]: ...
+
+    def positions(self, *, account: str) -> list[BrokerPosition]: ...
+
+    def flatten(self, *, account: str, symbol: str) -> None: ...
