@@ -61,6 +61,8 @@ LOCAL_APPS = [
     "apps.telemetry",
     "apps.accounts",
     "apps.integrations",
+    "apps.market",
+    "apps.trading",
     "apps.bots",
     "apps.runners",
 ]
@@ -147,3 +149,4 @@ from config.settings.celery import *  # noqa: E402,F403
 from config.settings.drf import *  # noqa: E402,F403
 from config.settings.integrations import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.market import *  # noqa: E402,F403
