@@ -56,6 +56,9 @@ class Order(models.Model):
     reason_code = models.CharField(max_length=60, blank=True)
     detail = models.TextField(blank=True)
     trace_id = models.CharField(max_length=64)
+    placed_at = models.DateTimeField(
+        help_text="When the tick placed it, on the tick's clock (a replay's is the replayed time): risk windows use it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -71,6 +74,7 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["bot_id", "-created_at"], name="order_bot_created"),
+            models.Index(fields=["bot_id", "placed_at"], name="order_bot_placed"),
             # Working orders per bot and per account: the position limit counts them (R4, R5).
             models.Index(
                 fields=["bot_id", "instrument"],

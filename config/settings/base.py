@@ -150,3 +150,4 @@ from config.settings.drf import *  # noqa: E402,F403
 from config.settings.integrations import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.market import *  # noqa: E402,F403
+from config.settings.trading import *  # noqa: E402,F403

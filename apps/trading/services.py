@@ -1,0 +1,512 @@
+"""Execution: the only way an order reaches a venue (SPEC §6, RELIABILITY R12).
+
+`order_submit` takes a plan (plain values from the tick), and in ONE transaction holding the
+account's risk row (SELECT … FOR UPDATE, RELIABILITY R5) reads the bot's position, working orders,
+today's PnL, recent orders and trading state, runs the pure risk checks (apps/trading/risk.py) and
+writes the order row: REJECTED_RISK (never sent) or PENDING_SUBMIT. The row is committed before
+anything is sent. Its `client_order_id` is derived from the intent (bot, bar, leg), so running the
+same tick again finds the row and sends nothing (J1).
+
+Then the venue:
+- SIM: the order is WORKING; `sim_settle` fills it on the first real bar after its decision
+  (apps/trading/fills.py), never at a price made up when it was placed.
+- LIVE: sent through the broker client while the bot's row is held FOR SHARE, so a kill (which
+  updates that row) waits for the send to finish and then cancels what is working; a kill that
+  came first is seen and nothing is sent (K1, K2). Accepted → WORKING with the broker's id;
+  refused → REJECTED; anything ambiguous → UNKNOWN, never resent, until reconcile settles it.
+  A worker killed during the send leaves the row PENDING_SUBMIT, which reconcile treats as unknown.
+
+Rows name bots by plain id (bots live in a higher app); what the trading app needs to know about a
+bot arrives in the plan, and the kill latch through a callable that reads it from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from apps.core.audit import audit_record
+from apps.integrations.errors import IntegrationError
+from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue
+from apps.market import instruments
+from apps.market.bars import MarketBar
+from apps.trading import risk
+from apps.trading.fills import FillModel, PositionState, apply_fill, sim_fill, unrealized_pnl
+from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
+
+logger = logging.getLogger("tradeops.trading")
+
+SIM, LIVE = "SIM", "LIVE"
+SIM_VENUE = "sim"
+
+
+def client_order_id_for(*, bot_id: int, bar_ts: datetime, leg: str) -> str:
+    """The same intent always gets the same id (≤ 40 characters, letters, digits and dashes)."""
+    digest = hashlib.sha256(f"{bot_id}|{bar_ts.astimezone(UTC).isoformat()}|{leg}".encode()).hexdigest()
+    return f"TRO-{bot_id}-{digest[: 34 - len(str(bot_id))]}"
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    """One order a tick (or an operator's flatten) wants, with everything risk needs to know that
+    the trading app cannot read itself."""
+
+    bot_id: int
+    generation: int
+    mode: str  # SIM | LIVE
+    venue: str
+    account: str
+    instrument: str
+    contract: str
+    bar_ts: datetime  # the close of the bar whose decision this is
+    leg: str  # "entry", "exit", "stop", "flatten": one order per leg per bar
+    side: str
+    quantity: int
+    risk_limits: Mapping[str, Any]
+    reference_price: Decimal | None
+    reference_price_at: datetime | None
+    trading_day_start: datetime
+    now: datetime
+    trace_id: str
+    order_type: str = "MARKET"
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    origin: str = risk.IntentOrigin.STRATEGY
+
+
+@dataclass
+class Submission:
+    order: Order
+    created: bool  # False: the same intent was placed before; nothing was sent again
+    verdict: risk.RiskVerdict | None = None
+    halted: bool = False
+
+    @property
+    def checks(self) -> list[dict[str, Any]]:
+        if self.verdict is None:
+            return []
+        return [
+            {"name": c.name, "passed": c.passed, "reason_code": c.reason_code, "detail": c.detail}
+            for c in self.verdict.checks
+        ]
+
+
+def policy() -> risk.RiskPolicy:
+    return risk.RiskPolicy(**getattr(settings, "TRADING_RISK_POLICY", {}))
+
+
+def _account_row(venue: str, account: str) -> AccountRisk:
+    """The account's risk row, locked. A SIM account gets the configured default cap; a broker
+    account's cap is an admin's to set, and until then its orders fail closed (RISK_LIMIT_MISSING)."""
+    default = settings.TRADING_SIM_ACCOUNT_MAX_CONTRACTS if venue == SIM_VENUE else None
+    AccountRisk.objects.get_or_create(venue=venue, account=account, defaults={"max_contracts": default})
+    return AccountRisk.objects.select_for_update().get(venue=venue, account=account)
+
+
+def _open_quantities(orders: Any) -> dict[tuple[int, str, str], int]:
+    rows = (
+        orders.filter(status__in=Order.OPEN_STATUSES)
+        .values("bot_id", "instrument", "side")
+        .annotate(open=Sum(F("quantity") - F("filled_quantity")))
+    )
+    return {(r["bot_id"], r["instrument"], r["side"]): r["open"] or 0 for r in rows}
+
+
+def _account_exposure(venue: str, account: str) -> int:
+    """Σ over the account's bots and instruments of the worst case if every working order fills."""
+    positions = {
+        (p["bot_id"], p["instrument"]): p["quantity"]
+        for p in Position.objects.filter(venue=venue, account=account).values("bot_id", "instrument", "quantity")
+    }
+    working = _open_quantities(Order.objects.filter(venue=venue, account=account))
+    keys = set(positions) | {(bot, instrument) for bot, instrument, _ in working}
+    total = 0
+    for bot, instrument in keys:
+        held = positions.get((bot, instrument), 0)
+        buys = working.get((bot, instrument, "BUY"), 0)
+        sells = working.get((bot, instrument, "SELL"), 0)
+        total += max(held + buys, sells - held, abs(held))
+    return total
+
+
+def position_state(*, bot_id: int, instrument: str) -> PositionState:
+    row = Position.objects.filter(bot_id=bot_id, instrument=instrument).first()
+    if row is None:
+        return PositionState(0, None, Decimal(0))
+    return PositionState(row.quantity, row.avg_price, row.realized_pnl)
+
+
+def daily_pnl(
+    *, bot_id: int, instrument: str, since: datetime, mark: Decimal | None, point_value: Decimal
+) -> Decimal | None:
+    """Realized PnL of fills since `since`, net of their fees, plus the open position's PnL at
+    `mark`. None when the position is open and there is no mark: unknown, never 0."""
+    realized = Fill.objects.filter(bot_id=bot_id, filled_at__gte=since).aggregate(
+        pnl=Sum("realized_pnl"), fees=Sum("fee")
+    )
+    open_pnl = unrealized_pnl(position_state(bot_id=bot_id, instrument=instrument), mark=mark, point_value=point_value)
+    if open_pnl is None:
+        return None
+    return (realized["pnl"] or Decimal(0)) - (realized["fees"] or Decimal(0)) + open_pnl
+
+
+def _context(plan: OrderPlan, *, killed: bool, account: AccountRisk, pol: risk.RiskPolicy) -> risk.RiskContext:
+    spec = instruments.get(plan.instrument)
+    held = position_state(bot_id=plan.bot_id, instrument=plan.instrument).quantity
+    working = _open_quantities(Order.objects.filter(bot_id=plan.bot_id, instrument=plan.instrument))
+    since = min(plan.trading_day_start, plan.now - pol.burst_window, plan.now - pol.duplicate_window)
+    sent = list(
+        Order.objects.filter(bot_id=plan.bot_id, placed_at__gte=since)
+        .exclude(status=Order.Status.REJECTED_RISK)
+        .values("instrument", "side", "quantity", "order_type", "limit_price", "stop_price", "placed_at")
+    )
+    state = TradingState.objects.filter(bot_id=plan.bot_id).values_list("state", flat=True).first()
+    return risk.RiskContext(
+        now=plan.now,
+        risk_limits=plan.risk_limits,
+        position=held,
+        working_buy_quantity=working.get((plan.bot_id, plan.instrument, "BUY"), 0),
+        working_sell_quantity=working.get((plan.bot_id, plan.instrument, "SELL"), 0),
+        daily_pnl=None
+        if spec is None
+        else daily_pnl(
+            bot_id=plan.bot_id,
+            instrument=plan.instrument,
+            since=plan.trading_day_start,
+            mark=plan.reference_price,
+            point_value=spec.point_value,
+        ),
+        trading_day_start=plan.trading_day_start,
+        recent_order_times=[o["placed_at"] for o in sent if o["placed_at"] >= plan.trading_day_start],
+        recent_intents=[
+            risk.RecentIntent(
+                instrument=o["instrument"],
+                side=risk.Side(o["side"]),
+                quantity=o["quantity"],
+                order_type=risk.OrderType(o["order_type"]),
+                limit_price=o["limit_price"],
+                stop_price=o["stop_price"],
+                at=o["placed_at"],
+            )
+            for o in sent
+            if o["placed_at"] >= plan.now - pol.duplicate_window
+        ],
+        reference_price=plan.reference_price,
+        reference_price_at=plan.reference_price_at,
+        trading_state=state or TradingState.State.ACTIVE,
+        killed=killed,
+        account_exposure_contracts=_account_exposure(plan.venue, plan.account),
+        account_limit_contracts=account.max_contracts,
+    )
+
+
+def _halt_if_repeated(plan: OrderPlan, pol: risk.RiskPolicy) -> bool:
+    """RELIABILITY R6: repeated breaches within the window halt the bot (audited)."""
+    since = plan.now - pol.halt_breach_window
+    breaches = [
+        risk.Breach(code=code, at=at)
+        for code, at in Order.objects.filter(
+            bot_id=plan.bot_id, status=Order.Status.REJECTED_RISK, placed_at__gte=since
+        ).values_list("reason_code", "placed_at")
+    ]
+    if not risk.should_halt(breaches, pol.halt_breach_window, now=plan.now, threshold=pol.halt_breach_threshold):
+        return False
+    return trading_state_set(
+        bot_id=plan.bot_id,
+        state=TradingState.State.HALTED,
+        reason_code="RISK_REPEATED_BREACHES",
+        reason=f"{len(breaches)} risk rejections within {pol.halt_breach_window}",
+        actor_label="system:risk",
+    )
+
+
+def trading_state_set(
+    *, bot_id: int, state: str, reason_code: str, reason: str, actor_label: str, actor: Any = None
+) -> bool:
+    """Move a bot's trading state; True when it changed. Audited as trading.state_changed."""
+    row, _ = TradingState.objects.select_for_update().get_or_create(bot_id=bot_id)
+    if row.state == state:
+        return False
+    before = row.state
+    row.state, row.reason_code, row.reason = state, reason_code, reason
+    row.changed_by, row.changed_at = actor_label or getattr(actor, "username", ""), timezone.now()
+    row.save()
+    audit_record(
+        action="trading.state_changed",
+        actor=actor,
+        actor_label=actor_label,
+        target_type="bots.bot",
+        target_id=str(bot_id),
+        before={"state": before},
+        after={"state": state, "reason_code": reason_code},
+        reason=reason,
+    )
+    return True
+
+
+def order_submit(
+    plan: OrderPlan,
+    *,
+    killed: Callable[[], bool],
+    venue: OrderVenue | None = None,
+) -> Submission:
+    """Risk, then the order row, then the venue. `killed()` reads the bot's kill latch from
+    PostgreSQL and locks the bot row FOR SHARE until the transaction ends. `venue` is the broker
+    client for LIVE (None for SIM)."""
+    coid = client_order_id_for(bot_id=plan.bot_id, bar_ts=plan.bar_ts, leg=plan.leg)
+    existing = Order.objects.filter(client_order_id=coid).first()
+    if existing is not None:
+        return Submission(order=existing, created=False)
+    if plan.mode == LIVE and venue is None:
+        raise ValueError("a LIVE order needs its broker client")
+    pol = policy()
+    halted = False
+    with transaction.atomic():
+        account = _account_row(plan.venue, plan.account)
+        context = _context(plan, killed=killed(), account=account, pol=pol)
+        intent = risk.OrderIntent.create(
+            bot_id=plan.bot_id,
+            account=plan.account,
+            instrument=plan.instrument,
+            side=risk.Side(plan.side),
+            quantity=plan.quantity,
+            order_type=risk.OrderType(plan.order_type),
+            position=context.position,
+            limit_price=plan.limit_price,
+            stop_price=plan.stop_price,
+            origin=risk.IntentOrigin(plan.origin),
+        )
+        verdict = risk.check(intent, context, pol)
+        failed = next((c for c in verdict.checks if not c.passed and c.reason_code), None)
+        order = Order.objects.create(
+            client_order_id=coid,
+            bot_id=plan.bot_id,
+            generation=plan.generation,
+            mode=plan.mode,
+            venue=plan.venue,
+            account=plan.account,
+            instrument=plan.instrument,
+            contract=plan.contract,
+            side=plan.side,
+            quantity=plan.quantity,
+            order_type=plan.order_type,
+            limit_price=plan.limit_price,
+            stop_price=plan.stop_price,
+            reduce_only=intent.reduces_position,
+            status=Order.Status.PENDING_SUBMIT if verdict.allowed else Order.Status.REJECTED_RISK,
+            reference_price=plan.reference_price,
+            bar_ts=plan.bar_ts,
+            reason_code=failed.reason_code if failed else "",
+            detail=failed.detail if failed else "",
+            trace_id=plan.trace_id,
+            placed_at=plan.now,
+            closed_at=None if verdict.allowed else plan.now,
+        )
+        if not verdict.allowed:
+            audit_record(
+                action="order.rejected_risk",
+                actor_label="system:risk",
+                target_type="bots.bot",
+                target_id=str(plan.bot_id),
+                after={"client_order_id": coid, "reason_code": order.reason_code, "detail": order.detail},
+            )
+            halted = _halt_if_repeated(plan, pol)
+    if not verdict.allowed:
+        return Submission(order=order, created=True, verdict=verdict, halted=halted)
+    if plan.mode == SIM:
+        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING_SUBMIT).update(
+            status=Order.Status.WORKING, submitted_at=plan.now
+        )
+    else:
+        _send(order, killed=killed, venue=venue)  # type: ignore[arg-type]
+    order.refresh_from_db()
+    return Submission(order=order, created=True, verdict=verdict)
+
+
+def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> None:
+    def close(status: str, reason_code: str, detail: str, **fields: Any) -> None:
+        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING_SUBMIT).update(
+            status=status, reason_code=reason_code, detail=detail[:2000], **fields
+        )
+
+    with transaction.atomic():
+        if killed():  # the latch moved between risk and send: nothing leaves
+            close(Order.Status.CANCELLED, "RISK_KILLED", "the bot was killed before the order was sent")
+            return
+        request = OrderRequest(
+            client_order_id=order.client_order_id,
+            account=order.account,
+            symbol=order.contract,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+        )
+        now = timezone.now()
+        try:
+            placed = venue.place_order(request)
+        except OrderRejected as exc:
+            close(Order.Status.REJECTED, exc.error_code, exc.message, closed_at=now)
+        except OrderOutcomeUnknown as exc:
+            close(Order.Status.UNKNOWN, exc.error_code, exc.message, submitted_at=now)
+        except IntegrationError as exc:  # refused before anything left: not sent
+            close(Order.Status.REJECTED, exc.error_code, f"not sent: {exc.message}", closed_at=now)
+        else:
+            close(Order.Status.WORKING, "", "", venue_order_id=placed.broker_order_id, submitted_at=now)
+
+
+@dataclass
+class SettleReport:
+    filled: list[Order] = field(default_factory=list)
+    still_working: int = 0
+
+
+def sim_settle(
+    *, bot_id: int, instrument: str, bars: Sequence[MarketBar], timeframe_seconds: int, model: FillModel | None = None
+) -> SettleReport:
+    """Fill the bot's working SIM orders on the real bars that followed their decisions. An order
+    decided at the close of bar N is eligible on bars opening at or after that close."""
+    spec = instruments.get(instrument)
+    if spec is None:
+        raise ValueError(f"unknown instrument {instrument}")
+    model = model or sim_fill_model()
+    report = SettleReport()
+    with transaction.atomic():
+        working = list(
+            Order.objects.select_for_update()
+            .filter(bot_id=bot_id, instrument=instrument, mode=SIM, status=Order.Status.WORKING)
+            .order_by("created_at", "id")
+        )
+        for order in working:
+            for bar in bars:
+                if bar.ts < order.bar_ts:
+                    continue
+                fill = sim_fill(
+                    side=order.side,
+                    quantity=order.quantity,
+                    order_type=order.order_type,
+                    bar_open=bar.open,
+                    bar_high=bar.high,
+                    bar_low=bar.low,
+                    tick_size=spec.tick_size,
+                    point_value=spec.point_value,
+                    limit_price=order.limit_price,
+                    stop_price=order.stop_price,
+                    model=model,
+                )
+                if fill is None:
+                    continue
+                _record_fill(
+                    order,
+                    venue_fill_id=f"sim-{int(bar.ts.timestamp())}",
+                    quantity=order.quantity,
+                    price=fill.price,
+                    fee=fill.fee,
+                    slippage=fill.slippage,
+                    filled_at=bar.ts,
+                    point_value=spec.point_value,
+                )
+                report.filled.append(order)
+                break
+            else:
+                report.still_working += 1
+    return report
+
+
+def sim_fill_model() -> FillModel:
+    return FillModel(
+        slippage_ticks=settings.TRADING_SIM_SLIPPAGE_TICKS,
+        commission_per_contract=Decimal(str(settings.TRADING_SIM_COMMISSION_PER_CONTRACT)),
+    )
+
+
+def _record_fill(
+    order: Order,
+    *,
+    venue_fill_id: str,
+    quantity: int,
+    price: Decimal,
+    fee: Decimal,
+    slippage: Decimal,
+    filled_at: datetime,
+    point_value: Decimal,
+) -> Fill | None:
+    """Apply one fill once (unique per order and venue fill id): the order's filled quantity and
+    average, and the bot's position with its realized PnL and fees. Call inside a transaction."""
+    if Fill.objects.filter(order=order, venue_fill_id=venue_fill_id).exists():
+        return None
+    position, _ = Position.objects.select_for_update().get_or_create(
+        bot_id=order.bot_id,
+        instrument=order.instrument,
+        defaults={"venue": order.venue, "account": order.account},
+    )
+    before = PositionState(position.quantity, position.avg_price, position.realized_pnl)
+    after = apply_fill(before, side=order.side, quantity=quantity, price=price, point_value=point_value)
+    fill = Fill.objects.create(
+        order=order,
+        bot_id=order.bot_id,
+        instrument=order.instrument,
+        venue_fill_id=venue_fill_id,
+        side=order.side,
+        quantity=quantity,
+        price=price,
+        fee=fee,
+        slippage=slippage,
+        realized_pnl=after.realized_pnl - before.realized_pnl,
+        filled_at=filled_at,
+    )
+    position.quantity, position.avg_price = after.quantity, after.avg_price
+    position.realized_pnl, position.fees = after.realized_pnl, position.fees + fee
+    position.save(update_fields=["quantity", "avg_price", "realized_pnl", "fees", "updated_at"])
+    filled = order.filled_quantity + quantity
+    total = (order.avg_fill_price or Decimal(0)) * order.filled_quantity + price * quantity
+    order.filled_quantity, order.avg_fill_price = filled, total / filled
+    order.status = Order.Status.FILLED if filled >= order.quantity else Order.Status.PARTIALLY_FILLED
+    if order.status == Order.Status.FILLED:
+        order.closed_at = timezone.now()
+    order.save(update_fields=["filled_quantity", "avg_fill_price", "status", "closed_at", "updated_at"])
+    return fill
+
+
+def open_orders(*, bot_id: int) -> list[Order]:
+    return list(Order.objects.filter(bot_id=bot_id, status__in=Order.OPEN_STATUSES).order_by("created_at"))
+
+
+def orders_cancel_for_kill(*, bot_id: int, reason: str, venue: OrderVenue | None = None) -> dict[str, int]:
+    """K1: cancel every open order of a killed bot. A SIM order is cancelled in the ledger (the
+    ledger is its venue). A LIVE order with a broker id gets a cancel at the broker and keeps its
+    status until the broker's answer is reconciled (it may have filled first). A LIVE order without
+    a broker id (a send that died, or UNKNOWN) is left for reconcile: cancelling in the ledger what
+    may be working at the broker would be a lie. Counts by outcome."""
+    counts: dict[str, int] = defaultdict(int)
+    now = timezone.now()
+    for order in open_orders(bot_id=bot_id):
+        if order.mode == SIM:
+            moved = Order.objects.filter(pk=order.pk, status=order.status).update(
+                status=Order.Status.CANCELLED, reason_code="BOT_KILLED", detail=reason[:2000], closed_at=now
+            )
+            counts["cancelled" if moved else "changed_meanwhile"] += 1
+        elif order.venue_order_id and venue is not None:
+            try:
+                venue.cancel_order(account=order.account, broker_order_id=order.venue_order_id)
+            except IntegrationError as exc:
+                logger.warning("cancel of %s failed: %s", order.client_order_id, exc.message)
+                counts["cancel_failed"] += 1
+            else:
+                Order.objects.filter(pk=order.pk).update(reason_code="CANCEL_REQUESTED", detail=reason[:2000])
+                counts["cancel_requested"] += 1
+        else:
+            counts["left_for_reconcile"] += 1
+    return dict(counts)

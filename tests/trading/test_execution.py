@@ -1,0 +1,228 @@
+"""Execution against real PostgreSQL: risk before the row, the row before the venue, one order per
+intent, SIM fills from the real next bar, LIVE outcomes (accepted, refused, unknown), the kill latch
+read at send time, repeated breaches halting the bot, and the account cap under concurrency."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, PlacedOrder
+from apps.market.bars import MarketBar
+from apps.telemetry.models import AuditEvent
+from apps.trading import services
+from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
+
+BAR = datetime(2025, 12, 16, 16, 0, tzinfo=UTC)  # the close of the decided bar (10:00 CT)
+LIMITS = {"max_position_contracts": 2, "max_daily_loss": 500, "max_orders_per_day": 50}
+
+
+def _plan(**changes: Any) -> services.OrderPlan:
+    plan = services.OrderPlan(
+        bot_id=1,
+        generation=1,
+        mode="SIM",
+        venue="sim",
+        account="",
+        instrument="MES",
+        contract="MES.c.0",
+        bar_ts=BAR,
+        leg="entry",
+        side="BUY",
+        quantity=1,
+        risk_limits=LIMITS,
+        reference_price=D("5000.00"),
+        reference_price_at=BAR,
+        trading_day_start=BAR - timedelta(hours=17),
+        now=BAR + timedelta(seconds=3),
+        trace_id="t-exec",
+    )
+    return replace(plan, **changes)
+
+
+def _alive() -> bool:
+    return False
+
+
+class FakeBroker:
+    provider = "tradovate"
+
+    def __init__(self, outcome: str = "accept") -> None:
+        self.outcome = outcome
+        self.placed: list[OrderRequest] = []
+        self.cancelled: list[str] = []
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self.placed.append(request)
+        if self.outcome == "reject":
+            raise OrderRejected("Insufficient margin", provider=self.provider, broker_reason="margin")
+        if self.outcome == "unknown":
+            raise OrderOutcomeUnknown("read timed out after sending", provider=self.provider)
+        return PlacedOrder(broker_order_id=f"B{len(self.placed)}")
+
+    def cancel_order(self, *, account: str, broker_order_id: str) -> None:
+        self.cancelled.append(broker_order_id)
+
+
+def _next_bar(open_: str = "5001.00") -> MarketBar:
+    o = D(open_)
+    return MarketBar(BAR, o, o + 2, o - 1, o + 1, 100)
+
+
+@pytest.mark.django_db
+def test_a_sim_order_is_persisted_working_and_the_same_intent_never_places_twice() -> None:
+    first = services.order_submit(_plan(), killed=_alive)
+    assert first.created and first.order.status == Order.Status.WORKING
+    assert first.order.client_order_id == services.client_order_id_for(bot_id=1, bar_ts=BAR, leg="entry")
+    again = services.order_submit(_plan(now=BAR + timedelta(seconds=9)), killed=_alive)
+    assert not again.created and again.order.pk == first.order.pk
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_sim_orders_fill_on_the_real_next_bar_and_move_the_position() -> None:
+    services.order_submit(_plan(quantity=2), killed=_alive)
+    early = MarketBar(BAR - timedelta(minutes=1), D("4990"), D("4991"), D("4989"), D("4990"), 5)
+    assert services.sim_settle(bot_id=1, instrument="MES", bars=[early], timeframe_seconds=60).filled == []
+    report = services.sim_settle(bot_id=1, instrument="MES", bars=[early, _next_bar()], timeframe_seconds=60)
+    (order,) = report.filled
+    assert (order.status, order.filled_quantity, order.avg_fill_price) == ("FILLED", 2, D("5001.25"))
+    fill = Fill.objects.get()
+    assert (fill.price, fill.fee, fill.slippage, fill.filled_at) == (D("5001.25"), D("1.70"), D("2.50"), BAR)
+    position = Position.objects.get(bot_id=1, instrument="MES")
+    assert (position.quantity, position.avg_price, position.fees) == (2, D("5001.25"), D("1.70"))
+    # Settling again applies nothing twice.
+    services.sim_settle(bot_id=1, instrument="MES", bars=[_next_bar()], timeframe_seconds=60)
+    assert Fill.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_risk_rejection_is_a_row_never_sent_and_audited() -> None:
+    broker = FakeBroker()
+    sub = services.order_submit(_plan(mode="LIVE", venue="tradovate", quantity=5), killed=_alive, venue=broker)
+    assert sub.order.status == Order.Status.REJECTED_RISK and sub.order.reason_code == "RISK_MAX_ORDER_SIZE"
+    assert broker.placed == []
+    assert AuditEvent.objects.get(action="order.rejected_risk").after["reason_code"] == "RISK_MAX_ORDER_SIZE"
+    assert {c["name"] for c in sub.checks} >= {"kill_latch", "max_position", "price_collar"}
+
+
+@pytest.mark.django_db
+def test_the_position_limit_counts_working_orders() -> None:  # RELIABILITY R4
+    assert services.order_submit(_plan(quantity=2), killed=_alive).order.status == "WORKING"
+    second = services.order_submit(_plan(leg="add", quantity=1), killed=_alive)
+    assert second.order.reason_code == "RISK_MAX_POSITION"
+
+
+@pytest.mark.django_db
+def test_no_reference_price_no_order() -> None:  # RELIABILITY R3
+    sub = services.order_submit(_plan(reference_price=None, reference_price_at=None), killed=_alive)
+    assert sub.order.reason_code == "RISK_NO_REFERENCE_PRICE"
+
+
+@pytest.mark.django_db
+def test_the_kill_latch_blocks_at_risk_and_again_at_send() -> None:
+    AccountRisk.objects.create(venue="tradovate", account="", max_contracts=10)
+    broker = FakeBroker()
+    killed = services.order_submit(_plan(mode="LIVE", venue="tradovate"), killed=lambda: True, venue=broker)
+    assert killed.order.reason_code == "RISK_KILLED" and broker.placed == []
+    # Killed between the risk check and the send: nothing leaves.
+    reads = iter([False, True])
+    late = services.order_submit(
+        _plan(mode="LIVE", venue="tradovate", leg="late"), killed=lambda: next(reads), venue=broker
+    )
+    assert late.order.status == Order.Status.CANCELLED and broker.placed == []
+
+
+@pytest.mark.django_db
+def test_live_outcomes_accepted_refused_and_unknown() -> None:
+    AccountRisk.objects.create(venue="tradovate", account="", max_contracts=10)
+    accepted = services.order_submit(_plan(mode="LIVE", venue="tradovate"), killed=_alive, venue=FakeBroker())
+    assert (accepted.order.status, accepted.order.venue_order_id) == ("WORKING", "B1")
+    refused = services.order_submit(
+        _plan(mode="LIVE", venue="tradovate", bot_id=2), killed=_alive, venue=FakeBroker("reject")
+    )
+    assert (refused.order.status, refused.order.reason_code) == ("REJECTED", "ORDER_REJECTED")
+    broker = FakeBroker("unknown")
+    unknown = services.order_submit(_plan(mode="LIVE", venue="tradovate", bot_id=3), killed=_alive, venue=broker)
+    assert unknown.order.status == Order.Status.UNKNOWN
+    # Never resent under a new id: the same intent finds the UNKNOWN row.
+    services.order_submit(_plan(mode="LIVE", venue="tradovate", bot_id=3), killed=_alive, venue=broker)
+    assert len(broker.placed) == 1
+
+
+@pytest.mark.django_db
+def test_a_broker_account_without_a_cap_fails_closed() -> None:
+    broker = FakeBroker()
+    sub = services.order_submit(_plan(mode="LIVE", venue="tradovate", account="A1"), killed=_alive, venue=broker)
+    assert sub.order.reason_code == "RISK_LIMIT_MISSING" and broker.placed == []
+
+
+@pytest.mark.django_db
+def test_repeated_breaches_halt_the_bot_and_halted_denies_new_orders() -> None:  # RELIABILITY R6
+    for leg in ("a", "b", "c"):
+        sub = services.order_submit(_plan(leg=leg, quantity=9), killed=_alive)
+    assert sub.halted
+    state = TradingState.objects.get(bot_id=1)
+    assert (state.state, state.reason_code) == ("HALTED", "RISK_REPEATED_BREACHES")
+    assert AuditEvent.objects.filter(action="trading.state_changed").count() == 1
+    assert services.order_submit(_plan(leg="d"), killed=_alive).order.reason_code == "RISK_HALTED"
+
+
+@pytest.mark.django_db
+def test_daily_pnl_is_unknown_with_an_open_position_and_no_mark() -> None:
+    services.order_submit(_plan(), killed=_alive)
+    services.sim_settle(bot_id=1, instrument="MES", bars=[_next_bar()], timeframe_seconds=60)
+    assert services.daily_pnl(bot_id=1, instrument="MES", since=BAR, mark=None, point_value=D(5)) is None
+    pnl = services.daily_pnl(bot_id=1, instrument="MES", since=BAR, mark=D("5003.25"), point_value=D(5))
+    assert pnl == D("10.00") - D("0.85")
+
+
+@pytest.mark.django_db
+def test_kill_cancels_sim_orders_and_leaves_unidentified_live_ones_to_reconcile() -> None:
+    services.order_submit(_plan(), killed=_alive)
+    AccountRisk.objects.create(venue="tradovate", account="", max_contracts=10)
+    later = BAR + timedelta(seconds=40)  # outside the duplicate window of the SIM order
+    live = _plan(mode="LIVE", venue="tradovate", leg="x", now=later)
+    placed = services.order_submit(live, killed=_alive, venue=FakeBroker()).order
+    assert placed.status == "WORKING", placed.detail
+    Order.objects.create(
+        client_order_id="TRO-1-unknown", bot_id=1, generation=1, mode="LIVE", venue="tradovate", instrument="MES",
+        side="BUY", quantity=1, status="UNKNOWN", bar_ts=BAR, trace_id="t", placed_at=BAR,
+    )  # fmt: skip
+    broker = FakeBroker()
+    counts = services.orders_cancel_for_kill(bot_id=1, reason="runaway", venue=broker)
+    assert counts == {"cancelled": 1, "cancel_requested": 1, "left_for_reconcile": 1}
+    assert broker.cancelled == ["B1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_concurrent_submits_across_bots_never_pass_the_account_cap() -> None:  # RELIABILITY R5
+    AccountRisk.objects.create(venue="sim", account="", max_contracts=10)
+    barrier = threading.Barrier(50)
+    errors: list[BaseException] = []
+
+    def submit(bot_id: int) -> None:
+        try:
+            barrier.wait()
+            services.order_submit(_plan(bot_id=bot_id, quantity=1), killed=_alive)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(bot,)) for bot in range(100, 150)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Order.objects.filter(status="WORKING").count() == 10
+    assert set(Order.objects.exclude(status="WORKING").values_list("reason_code", flat=True)) == {
+        "RISK_ACCOUNT_AGGREGATE"
+    }
