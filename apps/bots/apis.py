@@ -16,6 +16,7 @@ from apps.bots import selectors, services
 from apps.bots.models import Bot
 from apps.core.context import ensure_trace_id
 from apps.core.permissions import IsOperator, IsViewer
+from apps.telemetry import selectors as telemetry_selectors
 
 
 class BotOutputSerializer(serializers.Serializer):
@@ -268,3 +269,49 @@ class BotDemoteApi(APIView):
         """The service that demotes; apps.runners serves the route with one that also stops a
         runner the new stage cannot keep (a higher app may call a lower one, not the reverse)."""
         return services.bot_demote(**kwargs)
+
+
+class DecisionTraceOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    bot_id = serializers.IntegerField()
+    runner_id = serializers.IntegerField(allow_null=True)
+    job_id = serializers.IntegerField(allow_null=True)
+    generation = serializers.IntegerField()
+    mode = serializers.CharField()
+    bar_ts = serializers.DateTimeField()
+    replay = serializers.BooleanField()
+    outcome = serializers.CharField()
+    stopped_at = serializers.CharField()
+    reason_code = serializers.CharField()
+    message = serializers.CharField()
+    decision = serializers.JSONField(allow_null=True)
+    risk = serializers.JSONField(allow_null=True)
+    stages = serializers.JSONField()
+    order = serializers.JSONField(allow_null=True)
+    config_version = serializers.IntegerField()
+    fingerprint = serializers.CharField()
+    inputs = serializers.JSONField()
+    latency_ms = serializers.FloatField()
+    trace_id = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "DecisionTrace"
+
+
+class BotDecisionTraceListApi(APIView):
+    """GET /api/bots/{id}/decision-traces?outcome=TRADE|NO_TRADE: "why traded" and "why not"."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("outcome", str, enum=["TRADE", "NO_TRADE"])],
+        responses=DecisionTraceOutputSerializer(many=True),
+    )
+    def get(self, request: Request, bot_id: int) -> Response:
+        bot = selectors.bot_get(bot_id=bot_id)
+        outcome = request.query_params.get("outcome") or None
+        if outcome not in (None, "TRADE", "NO_TRADE"):
+            raise serializers.ValidationError({"outcome": ["must be TRADE or NO_TRADE."]})
+        traces = telemetry_selectors.decision_trace_list(bot_id=bot.pk, outcome=outcome)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(traces, request, view=self)
+        return paginator.get_paginated_response(DecisionTraceOutputSerializer(page, many=True).data)

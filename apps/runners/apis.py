@@ -18,6 +18,7 @@ from apps.core.context import ensure_trace_id
 from apps.core.permissions import IsOperator
 from apps.runners.models import Runner
 from apps.runners.services import runners as runner_services
+from apps.runners.services import tick as tick_services
 
 
 class RunnerOutputSerializer(serializers.ModelSerializer):
@@ -159,3 +160,26 @@ class BotDemoteApi(bot_apis.BotDemoteApi):
 
     def demote(self, **kwargs: Any) -> bot_services.StageChange:
         return runner_services.bot_demote(**kwargs)
+
+
+class RunnerTickApi(APIView):
+    """POST /api/runners/{id}/tick {"as_of"?}: one tick now (operator); as_of replays a past bar
+    (SIM only). Answers the decision trace."""
+
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        as_of = serializers.DateTimeField(required=False, allow_null=True)
+
+        class Meta:
+            ref_name = "RunnerTickInput"
+
+    @extend_schema(request=InputSerializer, responses=bot_apis.DecisionTraceOutputSerializer)
+    def post(self, request: Request, runner_id: int) -> Response:
+        runner = get_object_or_404(Runner.objects.select_related("bot"), pk=runner_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        trace = tick_services.runner_tick_force(runner=runner, as_of=data.validated_data.get("as_of"))
+        return Response(
+            {**bot_apis.DecisionTraceOutputSerializer(trace).data, "trace_id": trace.trace_id or ensure_trace_id()}
+        )

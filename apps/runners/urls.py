@@ -12,4 +12,5 @@ urlpatterns = [
     path("stop", apis.RunnerStopApi.as_view(), name="stop"),
     path("restart", apis.RunnerRestartApi.as_view(), name="restart"),
     path("<int:runner_id>", apis.RunnerDetailApi.as_view(), name="detail"),
+    path("<int:runner_id>/tick", apis.RunnerTickApi.as_view(), name="tick"),
 ]

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
-from apps.telemetry.models import AuditEvent, ComponentHeartbeat
+from apps.telemetry.models import AuditEvent, ComponentHeartbeat, DecisionTrace
 
 
 def _describe(hb: ComponentHeartbeat, now: Any, stale_after: timedelta) -> dict[str, Any]:
@@ -67,3 +68,22 @@ def audit_event_list(*, target_type: str, target_id: str | int, limit: int = 20)
     done to it and what was refused, each with its actor, reason and trace id."""
     events = AuditEvent.objects.filter(target_type=target_type, target_id=str(target_id))
     return list(events.order_by("-created_at", "-id")[:limit])
+
+
+def decision_trace_list(*, bot_id: int, outcome: str | None = None) -> QuerySet[DecisionTrace]:
+    """A bot's decision traces, newest first ("why traded" with outcome=TRADE, "why not" NO_TRADE)."""
+    traces = DecisionTrace.objects.filter(bot_id=bot_id).order_by("-created_at", "-id")
+    if outcome:
+        traces = traces.filter(outcome=outcome)
+    return traces
+
+
+def blocking_reasons(*, bot_id: int, since: datetime) -> list[dict[str, Any]]:
+    """Why a bot has not been trading: NO_TRADE traces since `since` counted by stage and reason, most first."""
+    rows = (
+        DecisionTrace.objects.filter(bot_id=bot_id, outcome=DecisionTrace.Outcome.NO_TRADE, created_at__gte=since)
+        .values("stopped_at", "reason_code")
+        .annotate(count=Count("id"), last_at=Max("created_at"))
+        .order_by("-count", "-last_at")
+    )
+    return list(rows)

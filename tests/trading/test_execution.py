@@ -226,3 +226,15 @@ def test_fifty_concurrent_submits_across_bots_never_pass_the_account_cap() -> No
     assert set(Order.objects.exclude(status="WORKING").values_list("reason_code", flat=True)) == {
         "RISK_ACCOUNT_AGGREGATE"
     }
+
+
+def test_each_venue_names_the_front_contract_its_own_way() -> None:
+    from apps.trading.symbols import venue_symbol
+
+    at = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # December 2026 is the front contract
+    assert venue_symbol("MES", "sim", at) == "MES"
+    assert venue_symbol("MES", "tradovate", at) == "MESZ6"
+    assert venue_symbol("MES", "ironbeam", at) == "XCME:MES.Z26"
+    assert venue_symbol("ES", "tradovate", datetime(2026, 12, 15, 16, 0, tzinfo=UTC)) == "ESH7"  # rolled
+    with pytest.raises(ValueError):
+        venue_symbol("MCL", "tradovate", at)

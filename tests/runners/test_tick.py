@@ -1,0 +1,132 @@
+"""The tick pipeline end to end against the Databento stub: one trace per tick, real bars (metered),
+SIM orders filled on the real next bar, and every stop named with its stage and reason code."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from apps.bots.models import Bot
+from apps.runners.models import Runner
+from apps.runners.services import tick
+from apps.telemetry.models import DecisionTrace, IntegrationUsageEvent
+from apps.trading.models import Fill, Order
+from tests.bots.factories import BotFactory
+
+pytestmark = pytest.mark.django_db
+
+AS_OF = datetime(2025, 12, 16, 16, 0, 30, tzinfo=UTC)  # Tuesday 10:00 CT: CME open
+BAR = datetime(2025, 12, 16, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def paper(provider_stub: Any) -> Runner:
+    provider_stub("databento")
+    bot = BotFactory(stage=Bot.Stage.PAPER, timeframe="1m")
+    return Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.SIM, generation=1)
+
+
+def _tick(client: Any, runner: Runner, as_of: datetime | None = AS_OF) -> Any:
+    body = {"as_of": as_of.isoformat()} if as_of else {}
+    return client.post(f"/api/runners/{runner.pk}/tick", body, format="json")
+
+
+def test_a_forced_tick_trades_on_real_bars_fills_on_the_next_bar_and_is_explained(
+    token_client: Any, paper: Runner
+) -> None:
+    before = IntegrationUsageEvent.objects.filter(provider="databento").count()
+    response = _tick(token_client("operator"), paper)
+    body = response.json()
+    assert response.status_code == 200, body
+    assert IntegrationUsageEvent.objects.filter(provider="databento", bot_id=paper.bot_id).count() > before
+    assert body["outcome"] == "TRADE" and body["replay"] is True and body["bar_ts"].startswith("2025-12-16T16:00")
+    assert [s["stage"] for s in body["stages"]] == [
+        "guard",
+        "market_hours",
+        "market_data",
+        "strategy",
+        "risk",
+        "execution",
+    ]
+    assert all(s["latency_ms"] >= 0 for s in body["stages"])
+    assert body["decision"]["reasons"][0]["code"] in ("TREND_UP", "TREND_DOWN")
+    assert {"close", "fast_sma", "slow_sma", "atr"} <= set(body["decision"]["features"])
+    order = Order.objects.get(bot_id=paper.bot_id)
+    assert order.status == "FILLED" and body["order"]["client_order_id"] == order.client_order_id
+    fill = Fill.objects.get(order=order)
+    assert fill.filled_at == BAR  # the bar that opened when the decision was made, not a made-up price
+    assert body["trace_id"] == response["X-Trace-Id"]
+    assert DecisionTrace.objects.filter(bot_id=paper.bot_id).count() == 1
+
+
+def test_a_replayed_trace_gives_the_same_decision(token_client: Any, paper: Runner) -> None:
+    _tick(token_client("operator"), paper)
+    trace = DecisionTrace.objects.get()
+    replay = tick.trace_replay(trace)
+    assert replay["same"] is True, replay
+
+
+def test_outside_cme_hours_the_trace_says_market_closed(token_client: Any, paper: Runner) -> None:
+    saturday = datetime(2025, 12, 20, 16, 0, 30, tzinfo=UTC)
+    body = _tick(token_client("operator"), paper, saturday).json()
+    assert (body["outcome"], body["stopped_at"], body["reason_code"]) == ("NO_TRADE", "market_hours", "MARKET_CLOSED")
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(("mode", "code"), [("timeout", "DATA_UNAVAILABLE"), ("bad_key", "DATA_UNAVAILABLE")])
+def test_provider_trouble_stops_at_market_data_with_no_order(
+    token_client: Any, paper: Runner, provider_stub: Any, mode: str, code: str
+) -> None:
+    stub = provider_stub("databento")
+    stub.mode = mode
+    body = _tick(token_client("operator"), paper).json()
+    assert (body["outcome"], body["stopped_at"], body["reason_code"]) == ("NO_TRADE", "market_data", code)
+    assert not Order.objects.exists()
+    paper.refresh_from_db()
+    assert paper.last_error.startswith(code)  # the bot's state says why it is not trading
+
+
+def test_stale_bars_stop_the_tick(token_client: Any, paper: Runner, provider_stub: Any, settings: Any) -> None:
+    settings.MARKET_DATA_RECENT_HOURS = 24 * 365 * 20  # treat this replayed morning as "now"
+    stub = provider_stub("databento")
+    stub.mode, stub.stale_lag = "stale", timedelta(minutes=5)
+    body = _tick(token_client("operator"), paper).json()
+    assert (body["stopped_at"], body["reason_code"]) == ("market_data", "DATA_STALE")
+    assert not Order.objects.exists()
+
+
+def test_a_killed_bot_is_stopped_at_the_guard(token_client: Any, paper: Runner) -> None:
+    Bot.objects.filter(pk=paper.bot_id).update(killed=True, kill_reason="runaway")
+    body = _tick(token_client("operator"), paper).json()
+    assert (body["stopped_at"], body["reason_code"]) == ("guard", "BOT_KILLED")
+    assert not Order.objects.exists()
+
+
+def test_a_bar_is_ticked_once_and_a_fenced_tick_does_nothing(paper: Runner) -> None:
+    first = tick.tick_run(runner_id=paper.pk, bar_ts=BAR, generation=1)
+    again = tick.tick_run(runner_id=paper.pk, bar_ts=BAR, generation=1)
+    assert first is not None and again is not None and first.pk == again.pk
+    assert tick.tick_run(runner_id=paper.pk, bar_ts=BAR + timedelta(minutes=1), generation=0) is None  # restarted
+    assert DecisionTrace.objects.count() == 1 and Order.objects.count() <= 1
+
+
+def test_replays_are_sim_only_and_need_a_running_runner(token_client: Any, paper: Runner) -> None:
+    Runner.objects.filter(pk=paper.pk).update(mode=Runner.Mode.LIVE)
+    assert _tick(token_client("operator"), paper).json()["error_code"] == "REPLAY_SIM_ONLY"
+    Runner.objects.filter(pk=paper.pk).update(status=Runner.Status.STOPPED, mode=Runner.Mode.SIM)
+    response = _tick(token_client("operator"), paper)
+    assert response.status_code == 409 and response.json()["error_code"] == "RUNNER_NOT_RUNNING"
+    assert _tick(token_client("viewer"), paper).status_code == 403
+
+
+def test_decision_traces_answer_why_traded_and_why_not(token_client: Any, paper: Runner) -> None:
+    client = token_client("operator")
+    _tick(client, paper)
+    _tick(client, paper, datetime(2025, 12, 20, 16, 0, 30, tzinfo=UTC))
+    traded = client.get(f"/api/bots/{paper.bot_id}/decision-traces?outcome=TRADE").json()
+    not_traded = client.get(f"/api/bots/{paper.bot_id}/decision-traces?outcome=NO_TRADE").json()
+    assert [t["outcome"] for t in traded["results"]] == ["TRADE"]
+    assert [t["reason_code"] for t in not_traded["results"]] == ["MARKET_CLOSED"]
+    assert client.get(f"/api/bots/{paper.bot_id}/decision-traces?outcome=MAYBE").status_code == 400
