@@ -229,6 +229,13 @@ def _lifecycle_counts() -> dict[str, Any]:
             "byStatus": dict(Runner.objects.values_list("status").annotate(n=Count("id")).order_by()),
             "available": True,
         }
+        # A running bot whose last tick could not get its data (the tick writes last_error).
+        out["degraded_runners"] = list(
+            Runner.objects.filter(status="RUNNING")
+            .exclude(last_error="")
+            .order_by("bot_id")
+            .values("id", "bot_id", "last_error", "last_tick_at")[:50]
+        )
     return out
 
 
@@ -339,13 +346,25 @@ def system_status() -> dict[str, Any]:
         )
     )
 
+    lifecycle = _lifecycle_counts()
+    for runner in lifecycle.pop("degraded_runners", []):
+        code = runner["last_error"].split(":", 1)[0]
+        warnings.append(
+            _issue(
+                code,
+                f"runner:{runner['id']}",
+                f"Bot {runner['bot_id']} is running but not trading: {runner['last_error'][:300]}",
+                "Open the bot's page: its latest decision trace says what is missing (data provider, freshness).",
+                degrades=True,
+            )
+        )
+
     if blockers:
         verdict = "BLOCKED"
     elif any(w.get("degrades") for w in warnings):
         verdict = "DEGRADED"
     else:
         verdict = "OK"
-    lifecycle = _lifecycle_counts()
     return {
         "status": verdict,
         "autonomy_allowed": verdict == "OK",

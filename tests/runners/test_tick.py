@@ -130,3 +130,16 @@ def test_decision_traces_answer_why_traded_and_why_not(token_client: Any, paper:
     assert [t["outcome"] for t in traded["results"]] == ["TRADE"]
     assert [t["reason_code"] for t in not_traded["results"]] == ["MARKET_CLOSED"]
     assert client.get(f"/api/bots/{paper.bot_id}/decision-traces?outcome=MAYBE").status_code == 400
+
+
+def test_a_bot_without_data_shows_degraded_in_system_status(
+    token_client: Any, paper: Runner, provider_stub: Any, settings: Any
+) -> None:
+    settings.STATUS_SNAPSHOT_SECONDS = 0
+    provider_stub("databento").mode = "timeout"
+    client = token_client("operator")
+    _tick(client, paper)
+    status = client.get("/api/system/status").json()
+    assert status["status"] in ("DEGRADED", "BLOCKED")
+    (warning,) = [w for w in status["warnings"] if w["component"] == f"runner:{paper.pk}"]
+    assert warning["code"] == "DATA_UNAVAILABLE" and warning["degrades"] is True
