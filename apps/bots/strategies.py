@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.market import instruments as market_instruments
+
 
 @dataclass(frozen=True)
 class ParameterSpec:
@@ -113,19 +115,11 @@ def strategy_for(key: Any) -> StrategySpec | None:
     return STRATEGIES.get(key) if isinstance(key, str) else None
 
 
-# CME Group equity-index and commodity roots, micro and mini.
-INSTRUMENTS: dict[str, str] = {
-    "MES": "Micro E-mini S&P 500",
-    "MNQ": "Micro E-mini Nasdaq-100",
-    "M2K": "Micro E-mini Russell 2000",
-    "MYM": "Micro E-mini Dow",
-    "MGC": "Micro Gold",
-    "MCL": "Micro WTI Crude Oil",
-    "ES": "E-mini S&P 500",
-    "NQ": "E-mini Nasdaq-100",
-}
+# The instruments and bar timeframes a bot may use: the market app's (its contract specs, hours and
+# provider symbols are what a tick needs).
+INSTRUMENTS: dict[str, str] = {root: spec.name for root, spec in market_instruments.INSTRUMENTS.items()}
 
-TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h")
+TIMEFRAMES: tuple[str, ...] = market_instruments.TIMEFRAMES
 
 
 @dataclass(frozen=True)
