@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -16,7 +17,9 @@ from apps.bots import selectors, services
 from apps.bots.models import Bot
 from apps.core.context import ensure_trace_id
 from apps.core.permissions import IsOperator, IsViewer
+from apps.market import selectors as market_selectors
 from apps.telemetry import selectors as telemetry_selectors
+from apps.trading import selectors as trading_selectors
 
 
 class BotOutputSerializer(serializers.Serializer):
@@ -315,3 +318,17 @@ class BotDecisionTraceListApi(APIView):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(traces, request, view=self)
         return paginator.get_paginated_response(DecisionTraceOutputSerializer(page, many=True).data)
+
+
+class BotPerformanceApi(APIView):
+    """GET /api/bots/{id}/performance: the profit variables per trade date and in total; a figure
+    that is not known is null with its reason under `unknown`, never 0."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, bot_id: int) -> Response:
+        bot = selectors.bot_get(bot_id=bot_id)
+        latest = market_selectors.latest_bar(instrument=bot.instrument, timeframe=bot.timeframe)
+        performance = trading_selectors.bot_performance(
+            bot_id=bot.pk, mark=latest.close if latest else None, mark_at=latest.ts if latest else None
+        )
+        return Response({**performance, "trace_id": ensure_trace_id()})

@@ -4,6 +4,7 @@ SIM orders filled on the real next bar, and every stop named with its stage and 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -143,3 +144,18 @@ def test_a_bot_without_data_shows_degraded_in_system_status(
     assert status["status"] in ("DEGRADED", "BLOCKED")
     (warning,) = [w for w in status["warnings"] if w["component"] == f"runner:{paper.pk}"]
     assert warning["code"] == "DATA_UNAVAILABLE" and warning["degrades"] is True
+
+
+def test_performance_is_computed_from_fills_and_unknown_is_null_with_a_reason(token_client: Any, paper: Runner) -> None:
+    client = token_client("viewer")
+    empty = client.get(f"/api/bots/{paper.bot_id}/performance").json()
+    assert empty["total"]["trades"] == 0 and empty["total"]["win_rate"] is None
+    assert empty["total"]["unknown"]["win_rate"] == "no closed trades yet"
+    _tick(token_client("operator"), paper)
+    body = client.get(f"/api/bots/{paper.bot_id}/performance").json()
+    fill = Fill.objects.get()
+    assert body["total"]["fills"] == 1 and Decimal(body["total"]["fees"]) == fill.fee
+    assert body["days"][0]["trade_date"] == "2025-12-16"
+    (position,) = body["positions"]
+    assert position["quantity"] in (1, -1) and position["unrealized_pnl"] is not None  # marked at the stored bar
+    assert body["mark"]["price"] is not None and body["unknown_orders"] == 0

@@ -1,0 +1,94 @@
+"""Reads of the order/fill/position ledger: a bot's performance variables (SPEC §3 performance).
+
+Definitions (each figure is computed from fills, never estimated):
+- realized_pnl: PnL realized by closing fills, before fees; fees: commissions of every fill;
+  slippage: the fill model's or the venue's cost against the reference price; net = realized − fees.
+- trades: closing fills (a fill that reduced or closed a position); win_rate: the share of them
+  with realized PnL > 0; expectancy: net PnL per trade (fees of opening fills included).
+- max_drawdown: the largest fall of closed equity (cumulative net PnL after each fill) from its
+  running peak, as a positive USD amount.
+- unrealized_pnl: the open position at the latest stored bar's close (`mark`, with its time).
+Unknown is null with a reason, never 0: no trades → win rate and expectancy are null; an open
+position without a mark → unrealized is null.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from apps.market import instruments
+from apps.trading.fills import PositionState, unrealized_pnl
+from apps.trading.models import Fill, Order, Position
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.quantize(Decimal("0.01")))
+
+
+def _summary(fills: list[Fill]) -> dict[str, Any]:
+    realized = sum((f.realized_pnl for f in fills), Decimal(0))
+    fees = sum((f.fee for f in fills), Decimal(0))
+    slippage = sum((f.slippage for f in fills), Decimal(0))
+    closing = [f for f in fills if f.realized_pnl != 0]
+    net = realized - fees
+    peak = equity = drawdown = Decimal(0)
+    for f in fills:
+        equity += f.realized_pnl - f.fee
+        peak = max(peak, equity)
+        drawdown = max(drawdown, peak - equity)
+    unknown: dict[str, str] = {}
+    if not closing:
+        unknown["win_rate"] = unknown["expectancy"] = "no closed trades yet"
+    return {
+        "realized_pnl": _money(realized),
+        "fees": _money(fees),
+        "slippage": _money(slippage),
+        "net_pnl": _money(net),
+        "trades": len(closing),
+        "fills": len(fills),
+        "win_rate": None
+        if not closing
+        else str((Decimal(sum(f.realized_pnl > 0 for f in closing)) / len(closing)).quantize(Decimal("0.0001"))),
+        "expectancy": None if not closing else _money(net / len(closing)),
+        "max_drawdown": _money(drawdown),
+        "unknown": unknown,
+    }
+
+
+def bot_performance(*, bot_id: int, mark: Decimal | None, mark_at: datetime | None) -> dict[str, Any]:
+    """Per CME trade date and in total. `mark` is the latest real price of the bot's instrument
+    (None when there is none: unrealized is then null for an open position)."""
+    fills = list(Fill.objects.filter(bot_id=bot_id).order_by("filled_at", "id"))
+    days: OrderedDict[str, list[Fill]] = OrderedDict()
+    for fill in fills:
+        days.setdefault(instruments.trade_date(fill.filled_at).isoformat(), []).append(fill)
+    total = _summary(fills)
+    positions = []
+    unrealized_total: Decimal | None = Decimal(0)
+    for row in Position.objects.filter(bot_id=bot_id).exclude(quantity=0):
+        spec = instruments.get(row.instrument)
+        state = PositionState(row.quantity, row.avg_price, row.realized_pnl)
+        open_pnl = None if spec is None else unrealized_pnl(state, mark=mark, point_value=spec.point_value)
+        positions.append(
+            {
+                "instrument": row.instrument,
+                "quantity": row.quantity,
+                "avg_price": None if row.avg_price is None else str(row.avg_price),
+                "unrealized_pnl": _money(open_pnl),
+            }
+        )
+        unrealized_total = None if open_pnl is None or unrealized_total is None else unrealized_total + open_pnl
+    total["unrealized_pnl"] = _money(unrealized_total)
+    if unrealized_total is None:
+        total["unknown"]["unrealized_pnl"] = "an open position and no price to mark it at"
+    return {
+        "bot_id": bot_id,
+        "total": total,
+        "days": [{"trade_date": day, **_summary(day_fills)} for day, day_fills in days.items()],
+        "positions": positions,
+        "mark": None if mark is None else {"price": str(mark), "at": mark_at.isoformat() if mark_at else None},
+        "unknown_orders": Order.objects.filter(bot_id=bot_id, status=Order.Status.UNKNOWN).count(),
+    }
