@@ -31,6 +31,20 @@ Classifier = Callable[[httpx.Response, Any], IntegrationError | None]
 # Checks the decoded body's shape; raise ValueError/KeyError/TypeError when it is malformed.
 Validator = Callable[[Any], None]
 
+# Transport failures that happen before any byte of the request reaches the provider: the TCP/TLS
+# connection could not be made (refused, DNS, handshake, connect timeout) or no pooled connection
+# was free in time. Every other transport failure (read/write timeout, a connection dropped or a
+# protocol error after sending started) raises MaybeDelivered: the provider may have acted on it.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class MaybeDelivered(IntegrationError):
+    """No (complete) answer came back, and the request may have reached the provider. The error
+    code is the same as for a request that never left (INTEGRATION_TIMEOUT or
+    INTEGRATION_NETWORK_ERROR); callers whose request changes state at the provider (placing an
+    order) must treat the outcome as unknown and never resend it blindly."""
+
+
 _client_lock = threading.Lock()
 _client: httpx.Client | None = None
 
@@ -93,14 +107,17 @@ def call(
                 auth=auth,
                 timeout=httpx.Timeout(limit),
             )
-        except httpx.TimeoutException:
-            raise IntegrationError(
+        except httpx.TimeoutException as exc:
+            # A connect/pool timeout: nothing left this machine. A read/write timeout: it may have.
+            kind = IntegrationError if isinstance(exc, NOT_SENT) else MaybeDelivered
+            raise kind(
                 f"{provider} did not answer within {limit:g}s ({operation}).",
                 error_code="INTEGRATION_TIMEOUT",
                 provider=provider,
             ) from None
         except httpx.HTTPError as exc:
-            raise IntegrationError(
+            kind = IntegrationError if isinstance(exc, NOT_SENT) else MaybeDelivered
+            raise kind(
                 f"{provider} could not be reached ({operation}): {type(exc).__name__}.",
                 error_code="INTEGRATION_NETWORK_ERROR",
                 provider=provider,

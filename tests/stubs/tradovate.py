@@ -5,22 +5,49 @@ Speaks the documented protocol: `POST /auth/accesstokenrequest` (a failed login 
 bearer token, penalty tickets as HTTP 200 `{"p-ticket", "p-time", "p-captcha"}`, 429 with an empty
 body, 423 before a lock-out. Paths are matched case-insensitively, with or without `/v1`.
 
+Orders: an in-memory venue per stub. `POST /order/placeorder` books an order (Order, its New
+Command carrying `clOrdId`, its OrderVersion carrying `orderQty`); a Market order fills at once at
+`fill_price` (a Fill, and the account's Position moves); Limit/Stop orders stay Working.
+`GET /order/list`, `/command/list`, `/orderVersion/list`, `/fill/list`, `/position/list`,
+`/contract/item?id=`, `/contract/find?name=`; `POST /order/cancelorder`, `/order/liquidateposition`
+(cancels the contract's working orders and closes the position with a filled Market order; on a
+flat account it answers `{"failureReason": "Success"}` [U: the real answer is undocumented]).
+
 Modes, besides the common ones:
     expiring_token     sign-ins issue tokens that expire in `short_lifetime`; renewals the full lifetime
     p_ticket           a sign-in without a ticket gets one (p-time = `p_time`); the resend with it succeeds
     p_ticket_forever   every sign-in gets a new ticket
     p_captcha          every sign-in gets a ticket with p-captcha: true
     p_ticket_data      data calls (GET, no body to carry a ticket) get a ticket
+    p_ticket_order     order commands (place, cancel, liquidate) get a ticket; nothing is booked
     locked_423         every call is answered 423
     error_text         data calls answer 200 {"errorText": `data_error_text`, "ok": false}
     malformed_token    the sign-in answers 200 without an accessToken
+    reject             placeorder answers 200 {"failureReason": `reject_reason`, "failureText": `reject_text`}
+                       (the documented PlaceOrderResult refusal, no orderId); nothing is booked
+    timeout_after_accept  order commands take effect (booked, filled, cancelled), then the answer stalls
+                       for `delay` seconds: past the client's timeout, the ambiguous case
+    lost               order commands stall for `delay` seconds and never take effect
+    server_error       order commands take effect, then the answer is a 500 (an API gateway failing
+                       after the backend acted: Tradovate documents no 5xx, so this is the worst case)
+    positions_down     /position/list answers 500
+    malformed          (common) also garbles order commands' answers, after they took effect
 `renew_answer` picks the renewal's answer: ok | unauthorized (401) | error_text (200) | rate_limit (429).
+
+Spies: `placed` is every placeorder body that reached the venue with a valid token (booked,
+refused or stalled); `orders` the booked orders by id; `working()` the ones still working.
+`stop()` also closes open keep-alive connections, so that a stopped stub refuses connections.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
+import socket
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -80,6 +107,13 @@ POSITIONS = [
 ]
 
 
+# contractId -> contract name (the symbol orders use).
+CONTRACTS = {2424242: "MESZ5", 2424243: "MNQZ5"}
+DEFAULT_FILL_PRICE = 5000.25
+GET_ENTITIES = ("/account/list", "/position/list", "/order/list", "/command/list", "/orderversion/list", "/fill/list")
+ORDER_COMMANDS = ("/order/placeorder", "/order/cancelorder", "/order/liquidateposition")
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -110,6 +144,18 @@ class TradovateStub(StubServer):
         self.data_error_text = "Access is denied"
         self.tickets: list[str] = []  # every ticket issued, in order
         self.tokens: list[str] = []  # every token issued (sign-in or renewal), in order
+        # The venue.
+        self.fill_price: float = DEFAULT_FILL_PRICE
+        self.reject_reason = "MaxPosLimitReached"
+        self.reject_text = "Max position limit reached for MESZ5"
+        self.placed: list[dict[str, Any]] = []
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.commands: list[dict[str, Any]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.fills: list[dict[str, Any]] = []
+        self.positions: list[dict[str, Any]] = copy.deepcopy(POSITIONS)
+        self._book = threading.Lock()
+        self._connections: list[socket.socket] = []
 
     # -- helpers for tests --------------------------------------------------------------------------
     def revoke_tokens(self) -> None:
@@ -119,6 +165,43 @@ class TradovateStub(StubServer):
 
     def calls(self, path: str) -> list[StubRequest]:
         return [r for r in self.requests if self._route(r.path) == path.lower()]
+
+    def working(self) -> list[dict[str, Any]]:
+        with self._book:
+            return [o for o in self.orders.values() if o["ordStatus"] == "Working"]
+
+    def net_position(self, account_id: int, contract_id: int) -> int:
+        with self._book:
+            return sum(
+                p["netPos"] for p in self.positions if (p["accountId"], p["contractId"]) == (account_id, contract_id)
+            )
+
+    def start(self) -> TradovateStub:
+        super().start()
+        assert self._server is not None
+        accept = self._server.get_request
+
+        def get_request() -> tuple[socket.socket, Any]:
+            connection, address = accept()
+            self._connections.append(connection)
+            return connection, address
+
+        self._server.get_request = get_request  # type: ignore[method-assign]
+        report = self._server.handle_error
+
+        def handle_error(request: Any, address: Any) -> None:
+            # A stalled answer written after the client gave up (or after stop()) is expected here.
+            if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+                report(request, address)
+
+        self._server.handle_error = handle_error  # type: ignore[method-assign]
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     # -- protocol -----------------------------------------------------------------------------------
     @staticmethod
@@ -199,14 +282,278 @@ class TradovateStub(StubServer):
             return self._sign_in(request)
         if path == "/auth/renewaccesstoken" and request.method == "GET":
             return self._renew(request)
-        if path in ("/account/list", "/position/list") and request.method == "GET":
-            if self.mode == "bad_key" or not self._bearer_ok(request):
-                return StubResponse(401, None)
-            if self.mode == "p_ticket_data":
-                return self._ticket(captcha=False)
-            if self.mode == "error_text":
-                return StubResponse(200, {"errorText": self.data_error_text, "ok": False})
-            if self.mode == "malformed":
-                return StubResponse(200, {"items": "maintenance"})  # an object where an array is promised
-            return StubResponse(200, ACCOUNTS if path == "/account/list" else POSITIONS)
-        return StubResponse(404, None)
+        known_get = path in GET_ENTITIES or path in ("/contract/item", "/contract/find")
+        if not ((request.method == "GET" and known_get) or (request.method == "POST" and path in ORDER_COMMANDS)):
+            return StubResponse(404, None)
+        if self.mode == "bad_key" or not self._bearer_ok(request):
+            return StubResponse(401, None)
+        if request.method == "POST":
+            return self._command(path, request)
+        if self.mode == "p_ticket_data":
+            return self._ticket(captcha=False)
+        if self.mode == "error_text":
+            return StubResponse(200, {"errorText": self.data_error_text, "ok": False})
+        if self.mode == "malformed":
+            return StubResponse(200, {"items": "maintenance"})  # an object where an array is promised
+        if self.mode == "positions_down" and path == "/position/list":
+            return StubResponse(500, None)
+        if path.startswith("/contract/"):
+            return self._contract(path, request)
+        with self._book:
+            entities = {
+                "/account/list": ACCOUNTS,
+                "/position/list": self.positions,
+                "/order/list": list(self.orders.values()),
+                "/command/list": self.commands,
+                "/orderversion/list": self.versions,
+                "/fill/list": self.fills,
+            }[path]
+            return StubResponse(200, copy.deepcopy(entities))
+
+    # -- the venue ----------------------------------------------------------------------------------
+    @staticmethod
+    def _contract(path: str, request: StubRequest) -> StubResponse:
+        if path == "/contract/item":
+            wanted = (request.query.get("id") or [""])[0]
+            matches = [(cid, name) for cid, name in CONTRACTS.items() if str(cid) == wanted]
+        else:
+            wanted = (request.query.get("name") or [""])[0].upper()
+            matches = [(cid, name) for cid, name in CONTRACTS.items() if name == wanted]
+        if not matches:
+            return StubResponse(404, None)
+        cid, name = matches[0]
+        return StubResponse(
+            200, {"id": cid, "name": name, "contractMaturityId": cid // 10, "timestamp": "2025-01-02T00:00:00Z"}
+        )
+
+    def _command(self, path: str, request: StubRequest) -> StubResponse:
+        body = request.json()
+        if path == "/order/placeorder":
+            self.placed.append(body)
+        if self.mode == "p_ticket_order":
+            return self._ticket(captcha=False)
+        if self.mode == "lost":
+            time.sleep(self.delay)
+            return StubResponse(200, {"failureReason": "UnknownReason", "failureText": "lost"})
+        if not isinstance(body, dict):
+            return StubResponse(400, None)
+        if path == "/order/placeorder":
+            answer = self._place(body)
+        elif path == "/order/cancelorder":
+            answer = self._cancel(body)
+        else:
+            answer = self._liquidate(body)
+        if self.mode == "timeout_after_accept":
+            time.sleep(self.delay)
+        if self.mode == "server_error":
+            return StubResponse(500, None)
+        if self.mode == "malformed":
+            return StubResponse(200, {"items": "maintenance"})
+        return answer
+
+    def _account_ok(self, body: dict[str, Any], *, spec: bool) -> bool:
+        for account in ACCOUNTS:
+            if body.get("accountId") == account["id"] and (not spec or body.get("accountSpec") == account["name"]):
+                return True
+        return False
+
+    def _place(self, body: dict[str, Any]) -> StubResponse:
+        if self.mode == "reject":
+            return StubResponse(200, {"failureReason": self.reject_reason, "failureText": self.reject_text})
+        refusal = self._refusal(body)
+        if refusal:
+            return StubResponse(200, {"failureReason": refusal[0], "failureText": refusal[1]})
+        contract_id = next(cid for cid, name in CONTRACTS.items() if name == body["symbol"])
+        order_id = self._book_order(
+            account_id=body["accountId"],
+            contract_id=contract_id,
+            action=body["action"],
+            qty=body["orderQty"],
+            order_type=body["orderType"],
+            price=body.get("price"),
+            stop_price=body.get("stopPrice"),
+            cl_ord_id=body.get("clOrdId"),
+        )
+        return StubResponse(200, {"orderId": order_id})
+
+    def _refusal(self, body: dict[str, Any]) -> tuple[str, str] | None:
+        if not self._account_ok(body, spec=True):
+            return "Unauthorized", "Unknown account"
+        if body.get("symbol") not in CONTRACTS.values():
+            return "InvalidContract", f"Unknown contract {body.get('symbol')}"
+        if body.get("action") not in ("Buy", "Sell"):
+            return "UnknownReason", "action must be Buy or Sell"
+        qty = body.get("orderQty")
+        if not isinstance(qty, int) or isinstance(qty, bool) or qty <= 0:
+            return "UnknownReason", "orderQty must be a positive integer"
+        needs = {"Market": (False, False), "Limit": (True, False), "Stop": (False, True)}.get(body.get("orderType"))
+        if needs is None:
+            return "Unsupported", "orderType"
+        if needs != ("price" in body, "stopPrice" in body):
+            return "InvalidPrice", "price/stopPrice do not fit the orderType"
+        if body.get("isAutomated") is not True:
+            return "UnknownReason", "automated orders must say isAutomated: true"
+        return None
+
+    def _book_order(
+        self,
+        *,
+        account_id: int,
+        contract_id: int,
+        action: str,
+        qty: int,
+        order_type: str,
+        price: float | None = None,
+        stop_price: float | None = None,
+        cl_ord_id: str | None = None,
+    ) -> int:
+        now = _iso(datetime.now(UTC))
+        with self._class_lock:
+            order_id, command_id, version_id = next(self._numbers), next(self._numbers), next(self._numbers)
+        with self._book:
+            self.orders[order_id] = {
+                "id": order_id,
+                "accountId": account_id,
+                "contractId": contract_id,
+                "timestamp": now,
+                "action": action,
+                "ordStatus": "Working",
+                "admin": False,
+            }
+            self.commands.append(
+                {
+                    "id": command_id,
+                    "orderId": order_id,
+                    "timestamp": now,
+                    "clOrdId": cl_ord_id,
+                    "commandType": "New",
+                    "commandStatus": "RiskPassed",
+                    "isAutomated": True,
+                }
+            )
+            version: dict[str, Any] = {
+                "id": version_id,
+                "orderId": order_id,
+                "orderQty": qty,
+                "orderType": order_type,
+                "timeInForce": "Day",
+            }
+            if price is not None:
+                version["price"] = price
+            if stop_price is not None:
+                version["stopPrice"] = stop_price
+            self.versions.append(version)
+            if order_type == "Market":
+                self._fill(self.orders[order_id], qty, self.fill_price)
+        return order_id
+
+    def _fill(self, order: dict[str, Any], qty: int, price: float) -> None:
+        """Under self._book."""
+        with self._class_lock:
+            fill_id = next(self._numbers)
+        now = datetime.now(UTC)
+        self.fills.append(
+            {
+                "id": fill_id,
+                "orderId": order["id"],
+                "contractId": order["contractId"],
+                "timestamp": _iso(now),
+                "tradeDate": {"year": now.year, "month": now.month, "day": now.day},
+                "action": order["action"],
+                "qty": qty,
+                "price": price,
+                "active": True,
+                "finallyPaired": 0,
+            }
+        )
+        order["ordStatus"] = "Filled"
+        row = next(
+            (
+                p
+                for p in self.positions
+                if (p["accountId"], p["contractId"]) == (order["accountId"], order["contractId"])
+            ),
+            None,
+        )
+        if row is None:
+            with self._class_lock:
+                position_id = next(self._numbers)
+            row = {
+                "id": position_id,
+                "accountId": order["accountId"],
+                "contractId": order["contractId"],
+                "timestamp": _iso(now),
+                "tradeDate": {"year": now.year, "month": now.month, "day": now.day},
+                "netPos": 0,
+                "netPrice": None,
+                "bought": 0,
+                "boughtValue": 0,
+                "sold": 0,
+                "soldValue": 0,
+                "prevPos": 0,
+                "prevPrice": None,
+            }
+            self.positions.append(row)
+        signed = qty if order["action"] == "Buy" else -qty
+        net = row["netPos"]
+        new = net + signed
+        if net == 0 or (net > 0) == (signed > 0):
+            row["netPrice"] = (abs(net) * (row["netPrice"] or 0) + qty * price) / abs(new)
+        elif new == 0:
+            row["netPrice"] = None
+        elif (new > 0) != (net > 0):
+            row["netPrice"] = price
+        row["netPos"] = new
+        side = "bought" if signed > 0 else "sold"
+        row[side] += qty
+        row[f"{side}Value"] += qty * price
+
+    def _cancel(self, body: dict[str, Any]) -> StubResponse:
+        with self._book:
+            order = self.orders.get(body.get("orderId"))  # type: ignore[arg-type]
+            if order is None:
+                return StubResponse(200, {"failureReason": "UnknownReason", "failureText": "Order not found"})
+            if order["ordStatus"] != "Working":
+                return StubResponse(200, {"failureReason": "TooLate", "failureText": "Order is not working"})
+            order["ordStatus"] = "Canceled"
+            with self._class_lock:
+                command_id = next(self._numbers)
+            self.commands.append(
+                {
+                    "id": command_id,
+                    "orderId": order["id"],
+                    "timestamp": _iso(datetime.now(UTC)),
+                    "commandType": "Cancel",
+                    "commandStatus": "RiskPassed",
+                    "isAutomated": body.get("isAutomated"),
+                }
+            )
+        return StubResponse(200, {"commandId": command_id})
+
+    def _liquidate(self, body: dict[str, Any]) -> StubResponse:
+        if not isinstance(body.get("admin"), bool):
+            return StubResponse(
+                200, {"violations": [{"constraint": "admin", "value": "", "description": "admin is required"}]}
+            )
+        if not self._account_ok(body, spec=False) or body.get("contractId") not in CONTRACTS:
+            return StubResponse(200, {"failureReason": "InvalidContract", "failureText": "Unknown account or contract"})
+        account_id, contract_id = body["accountId"], body["contractId"]
+        with self._book:
+            for order in self.orders.values():
+                if (order["accountId"], order["contractId"], order["ordStatus"]) == (
+                    account_id,
+                    contract_id,
+                    "Working",
+                ):
+                    order["ordStatus"] = "Canceled"
+        net = self.net_position(account_id, contract_id)
+        if net == 0:
+            return StubResponse(200, {"failureReason": "Success"})
+        order_id = self._book_order(
+            account_id=account_id,
+            contract_id=contract_id,
+            action="Sell" if net > 0 else "Buy",
+            qty=abs(net),
+            order_type="Market",
+        )
+        return StubResponse(200, {"orderId": order_id})

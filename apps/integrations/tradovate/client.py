@@ -10,6 +10,25 @@ Failures Tradovate reports in an HTTP 200 are classified here, before the generi
 - a penalty ticket `{"p-ticket", "p-time", "p-captcha"}`: wait `p-time` seconds and resend the
   identical body plus `"p-ticket"`; with `p-captcha: true` a server cannot go on (wait ~1 hour).
 429 (user locked out for about an hour, empty body) and 423 (a lock-out is imminent) are rate limits.
+
+Orders (the OrderVenue contract, apps/integrations/orders.py):
+- place: `POST /order/placeorder` {accountSpec, accountId, clOrdId, action Buy|Sell, symbol, orderQty,
+  orderType Market|Limit|Stop, price (Limit) | stopPrice (Stop), timeInForce Day, isAutomated true}.
+  Our client_order_id travels in `clOrdId`: PlaceOrder documents it, and the Command that a place
+  creates keeps it (`clOrdId`, string, at most 64 characters), so `GET /command/list` finds our
+  order by it. Not `customTag50`: that is FIX tag 50 (SenderSubID), which the exchange reads as the
+  operator's identity; and not `text`, which lives on the OrderVersion and is meant for people.
+  The answer (PlaceOrderResult) is `{orderId}` or, refused, `{failureReason, failureText}` in a 200.
+- find: `GET /command/list` → the New command whose clOrdId is ours → its orderId; then the order's
+  state from `/order/list`, `/orderVersion/list` (quantity), `/fill/list` and `/contract/item`.
+- cancel: `POST /order/cancelorder` {orderId, isAutomated}; positions: `GET /position/list`
+  (netPos is signed; contractId → symbol with `/contract/item`); flatten: `/contract/find?name=`
+  then `POST /order/liquidateposition` {accountId, contractId, admin false, isAutomated true}.
+- The account is given by its name (accountSpec, e.g. DEMO123456) or its numeric id, resolved with
+  `/account/list` once per process.
+- Outcomes: see BrokerClient._order_call. A penalty ticket in answer to an order command is an
+  unknown outcome: the vendor has the identical body resent with the ticket, but TradeOps never
+  resends an order and cannot be certain the first one was not taken.
 """
 
 from __future__ import annotations
@@ -22,14 +41,29 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
 
 from apps.integrations.base import require
-from apps.integrations.brokers import AUTH_CODES, BrokerClient, TokenCache
+from apps.integrations.brokers import AUTH_CODES, BrokerClient, SentOrders, TokenCache, already_sent
 from apps.integrations.errors import IntegrationError
 from apps.integrations.http import Classifier, provider_message
+from apps.integrations.orders import (
+    CANCELLED,
+    FILLED,
+    PARTIALLY_FILLED,
+    REJECTED,
+    WORKING,
+    BrokerFill,
+    BrokerOrder,
+    BrokerPosition,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    OrderRequest,
+    PlacedOrder,
+)
 
 logger = logging.getLogger("tradeops.integrations.tradovate")
 
@@ -76,7 +110,21 @@ class _Token:
 _cache: TokenCache[_Token] = TokenCache()
 _tokens = _cache.tokens  # cache key (a hash, see _cache_key) -> token
 _lock_for = _cache.lock_for
-clear_token_cache = _cache.clear
+# (cache key, account name or id as given) -> (account id, account name), from /account/list.
+_known_accounts: dict[tuple[str, str], tuple[int, str]] = {}
+# (cache key, contractId) -> contract name (a contract's name never changes).
+_known_contracts: dict[tuple[str, int], str] = {}
+# (cache key, account id, client order id) -> "sending" | "accepted" | "unknown": orders this process sent.
+_sent: SentOrders[str] = SentOrders()
+
+
+def clear_token_cache() -> None:
+    """Forget everything this process holds for Tradovate: tokens, resolved accounts and contracts,
+    and the record of orders sent (tests; an operator replacing credentials)."""
+    _cache.clear()
+    _known_accounts.clear()
+    _known_contracts.clear()
+    _sent.clear()
 
 
 # -- shapes ---------------------------------------------------------------------------------------
@@ -138,6 +186,93 @@ def _positions(body: Any) -> None:
         require(isinstance(item, dict), "expected position objects")
         for name in ("accountId", "contractId", "netPos"):
             require(_is_long(item.get(name)), f"position {name} is not a number")
+
+
+def _list_of(body: Any, what: str, fields: dict[str, Callable[[Any], bool]]) -> None:
+    require(isinstance(body, list), f"expected a JSON array of {what}")
+    for item in body:
+        require(isinstance(item, dict), f"expected {what} objects")
+        for name, ok in fields.items():
+            require(ok(item.get(name)), f"{what} {name} is missing or malformed")
+
+
+def _optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _orders(body: Any) -> None:
+    _list_of(
+        body,
+        "orders",
+        {"id": _is_long, "accountId": _is_long, "action": lambda v: v in ("Buy", "Sell"), "ordStatus": _str},
+    )
+
+
+def _commands(body: Any) -> None:
+    _list_of(body, "commands", {"orderId": _is_long, "commandType": _str, "clOrdId": _optional_str})
+
+
+def _versions(body: Any) -> None:
+    _list_of(body, "order versions", {"orderId": _is_long, "orderQty": _is_long})
+
+
+def _fills(body: Any) -> None:
+    _list_of(
+        body,
+        "fills",
+        {"id": _is_long, "orderId": _is_long, "qty": _is_long, "price": _number, "timestamp": _str},
+    )
+
+
+def _contract(body: Any) -> None:
+    require(isinstance(body, dict), "expected a contract object")
+    require(_is_long(body.get("id")), "contract id is not a number")
+    require(isinstance(body.get("name"), str) and bool(body["name"]), "contract name is missing")
+
+
+def _str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+
+
+def _failure(body: dict[str, Any]) -> str:
+    """The refusal a CommandResult/PlaceOrderResult/SimpleResponse carries, or ""."""
+    reason = body.get("failureReason")
+    text = body.get("failureText")
+    parts = [p for p in (reason if reason != "Success" else None, text) if isinstance(p, str) and p.strip()]
+    error_text = body.get("errorText")
+    if isinstance(error_text, str) and error_text.strip():
+        parts.append(error_text)
+    violations = body.get("violations")
+    if isinstance(violations, list) and violations:
+        first = violations[0] if isinstance(violations[0], dict) else {}
+        parts.append(provider_message({"message": first.get("description")}) or "violations")
+    if body.get("ok") is False and not parts:
+        parts.append("ok: false")
+    return ": ".join(parts)
+
+
+# Tradovate ordStatus -> TradeOps status. PendingCancel/PendingReplace/Suspended are still working
+# until Tradovate says otherwise; Expired is no longer working (like a cancel). "Completed" is
+# undocumented [U]: it counts as FILLED only when the fills cover the quantity; "Unknown" (and
+# anything new) is never guessed at.
+_LIVE = frozenset({"Working", "PendingNew", "PendingCancel", "PendingReplace", "Suspended"})
+_DONE = {"Filled": FILLED, "Canceled": CANCELLED, "Expired": CANCELLED, "Rejected": REJECTED}
+ACTIONS = {"BUY": "Buy", "SELL": "Sell"}
+ORDER_TYPES = {"MARKET": "Market", "LIMIT": "Limit", "STOP": "Stop"}
+CL_ORD_ID_MAX = 64  # Command.clOrdId: "string or null, <=64 characters"
 
 
 def _header_seconds(response: Any) -> float | None:
@@ -357,10 +492,340 @@ class TradovateClient(BrokerClient):
         return self._get(operation, "/account/list", validate=_accounts).body
 
     def list_positions(self) -> list[dict[str, Any]]:
-        """Every position of the user's accounts. `contractId` is not a symbol: resolve it with
-        /contract/item (not implemented yet)."""
+        """Every position of the user's accounts, as Tradovate sends them. `contractId` is not a
+        symbol: `positions()` resolves it with /contract/item."""
         return self._get("position.list", "/position/list", validate=_positions).body
 
     def verify(self) -> dict[str, Any]:
         accounts = self.list_accounts(operation="verify")
         return {"accounts": len(accounts), "env": self.env}
+
+    # -- the order venue (apps/integrations/orders.py) --------------------------------------------
+    def _refused(self, message: str, fix: str) -> IntegrationError:
+        """A request TradeOps refuses to send (nothing reached Tradovate)."""
+        return IntegrationError(
+            message, error_code="INTEGRATION_REQUEST_REJECTED", provider=self.provider, suggested_fix=fix
+        )
+
+    def _account(self, account: str) -> tuple[int, str]:
+        """(account id, account name) for an account given by name (accountSpec) or numeric id."""
+        key = (self._cache_key(), str(account))
+        known = _known_accounts.get(key)
+        if known is not None:
+            return known
+        matches = {(a["id"], a["name"]) for a in self.list_accounts() if account in (a["name"], str(a["id"]))}
+        if len(matches) != 1:
+            raise self._refused(
+                f"Tradovate account {self._scrub(str(account))[:40]!r} is "
+                + ("ambiguous" if matches else "not one of this login's accounts")
+                + "; nothing was sent.",
+                "Use an account name or id from Verify (GET /account/list lists them).",
+            )
+        (_known_accounts[key],) = matches
+        return _known_accounts[key]
+
+    def _contract_name(self, contract_id: int) -> str:
+        key = (self._cache_key(), contract_id)
+        if key not in _known_contracts:
+            body = self._get("contract.item", "/contract/item", params={"id": contract_id}, validate=_contract).body
+            if body["id"] != contract_id:
+                raise IntegrationError(
+                    f"Tradovate answered contract {contract_id} with contract {body['id']}.",
+                    error_code="INTEGRATION_BAD_RESPONSE",
+                    provider=self.provider,
+                )
+            _known_contracts[key] = body["name"]
+        return _known_contracts[key]
+
+    def _contract_id(self, symbol: str) -> int:
+        body = self._get("contract.find", "/contract/find", params={"name": symbol}, validate=_contract).body
+        if body["name"].upper() != symbol.upper():
+            raise IntegrationError(
+                f"Tradovate answered the contract {symbol[:20]!r} with {body['name'][:20]!r}.",
+                error_code="INTEGRATION_BAD_RESPONSE",
+                provider=self.provider,
+            )
+        _known_contracts[(self._cache_key(), body["id"])] = body["name"]
+        return int(body["id"])
+
+    def _check(self, request: OrderRequest) -> None:
+        cid = request.client_order_id
+        problems = []
+        if not isinstance(cid, str) or not cid or len(cid) > CL_ORD_ID_MAX:
+            problems.append(f"client_order_id must be 1 to {CL_ORD_ID_MAX} characters (Tradovate clOrdId)")
+        if request.side not in ACTIONS:
+            problems.append("side must be BUY or SELL")
+        if request.order_type not in ORDER_TYPES:
+            problems.append("order_type must be MARKET, LIMIT or STOP")
+        if isinstance(request.quantity, bool) or not isinstance(request.quantity, int) or request.quantity <= 0:
+            problems.append("quantity must be a positive integer")
+        if not request.symbol:
+            problems.append("symbol is missing")
+        wants = {"MARKET": (False, False), "LIMIT": (True, False), "STOP": (False, True)}.get(request.order_type)
+        if wants is not None and (wants != (request.limit_price is not None, request.stop_price is not None)):
+            problems.append(
+                f"a {request.order_type} order takes "
+                + {"MARKET": "no price", "LIMIT": "a limit_price only", "STOP": "a stop_price only"}[request.order_type]
+            )
+        for price in (request.limit_price, request.stop_price):
+            if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
+                problems.append("prices must be positive Decimals")
+        if problems:
+            raise self._refused(
+                "The order was not sent: " + "; ".join(problems) + ".", "Fix the order request; nothing was sent."
+            )
+
+    def _judge_result(self, operation: str, *, nothing_to_do_ok: bool = False) -> Any:
+        """Judges a PlaceOrderResult (place, liquidate): `{orderId}` accepted, `{failureReason,
+        failureText}` without an orderId refused [P], anything else unknown."""
+
+        def judge(body: dict[str, Any], status: int) -> IntegrationError | None:
+            if _is_ticket(body):
+                return OrderOutcomeUnknown(
+                    f"Tradovate answered {operation} with a penalty ticket. TradeOps never resends an order "
+                    "command and cannot be certain this one was not taken.",
+                    provider=self.provider,
+                    http_status=status,
+                )
+            failure = self._scrub(_failure(body))
+            order_id = body.get("orderId")
+            if _is_long(order_id) and order_id > 0:
+                if failure:
+                    return OrderOutcomeUnknown(
+                        f"Tradovate answered {operation} with an order id and a failure ({failure}).",
+                        provider=self.provider,
+                        http_status=status,
+                    )
+                return None
+            if failure:
+                return OrderRejected(
+                    f"Tradovate refused {operation}: {failure}",
+                    provider=self.provider,
+                    broker_reason=failure,
+                    http_status=status,
+                )
+            if nothing_to_do_ok and body.get("failureReason") == "Success" and order_id is None:
+                return None  # [U] liquidating a flat position with no working orders: nothing to send
+            return OrderOutcomeUnknown(
+                f"Tradovate answered {operation} with neither an order id nor a reason.",
+                provider=self.provider,
+                http_status=status,
+            )
+
+        return judge
+
+    def _judge_command(self, operation: str) -> Any:
+        """Judges a CommandResult (cancel): `{commandId}` accepted, a failure refused."""
+
+        def judge(body: dict[str, Any], status: int) -> IntegrationError | None:
+            if _is_ticket(body):
+                return OrderOutcomeUnknown(
+                    f"Tradovate answered {operation} with a penalty ticket; it is not resent.",
+                    provider=self.provider,
+                    http_status=status,
+                )
+            failure = self._scrub(_failure(body))
+            if failure:
+                return OrderRejected(
+                    f"Tradovate refused {operation}: {failure}",
+                    provider=self.provider,
+                    broker_reason=failure,
+                    http_status=status,
+                )
+            if _is_long(body.get("commandId")):
+                return None
+            return OrderOutcomeUnknown(
+                f"Tradovate answered {operation} without a command id.", provider=self.provider, http_status=status
+            )
+
+        return judge
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self._check(request)
+        account_id, account_name = self._account(request.account)
+        key = (self._cache_key(), str(account_id), request.client_order_id)
+        if not _sent.claim(key, "sending", unless=lambda state: True):
+            raise already_sent(self.provider, request.client_order_id)
+        body: dict[str, Any] = {
+            "accountSpec": account_name,
+            "accountId": account_id,
+            "clOrdId": request.client_order_id,
+            "action": ACTIONS[request.side],
+            "symbol": request.symbol,
+            "orderQty": request.quantity,
+            "orderType": ORDER_TYPES[request.order_type],
+            "timeInForce": "Day",
+            "isAutomated": True,  # "must be true if this isn't an order made directly by a human"
+        }
+        if request.limit_price is not None:
+            body["price"] = float(request.limit_price)
+        if request.stop_price is not None:
+            body["stopPrice"] = float(request.stop_price)
+        try:
+            result = self._order_call(
+                "order.place", "POST", "/order/placeorder", json=body, judge=self._judge_result("order.place")
+            )
+        except OrderOutcomeUnknown:
+            _sent.put(key, "unknown")
+            raise
+        except IntegrationError:
+            _sent.discard(key)  # rejected, or never sent: the same intent may be sent again
+            raise
+        except BaseException:
+            _sent.put(key, "unknown")
+            raise
+        _sent.put(key, "accepted")
+        return PlacedOrder(broker_order_id=str(result.body["orderId"]))
+
+    def cancel_order(self, *, account: str, broker_order_id: str) -> None:
+        if not str(broker_order_id).isdigit():
+            raise self._refused("A Tradovate order id is a number; nothing was sent.", "Pass the broker order id.")
+        self._account(account)
+        self._order_call(
+            "order.cancel",
+            "POST",
+            "/order/cancelorder",
+            json={"orderId": int(broker_order_id), "isAutomated": True},
+            judge=self._judge_command("order.cancel"),
+        )
+
+    def find_order(self, *, account: str, client_order_id: str) -> BrokerOrder | None:
+        account_id, _ = self._account(account)
+        commands = self._get("order.commands", "/command/list", validate=_commands).body
+        order_ids = {
+            c["orderId"] for c in commands if c.get("commandType") == "New" and c.get("clOrdId") == client_order_id
+        }
+        if not order_ids:
+            return None  # the command list is complete: no order was ever created with our clOrdId
+        found = self._build_orders(account_id, commands, order_ids)
+        if len(found) != 1 or len(order_ids) != 1:
+            raise OrderOutcomeUnknown(
+                f"Tradovate holds {len(order_ids)} order(s) with client order id {client_order_id[:64]}, "
+                f"{len(found)} of them on this account: TradeOps will not pick one.",
+                provider=self.provider,
+            )
+        return found[0]
+
+    def list_orders(self, *, account: str) -> list[BrokerOrder]:
+        account_id, _ = self._account(account)
+        commands = self._get("order.commands", "/command/list", validate=_commands).body
+        return self._build_orders(account_id, commands, None)
+
+    def _build_orders(
+        self, account_id: int, commands: list[dict[str, Any]], only: set[int] | None
+    ) -> list[BrokerOrder]:
+        rows = [
+            o
+            for o in self._get("order.list", "/order/list", validate=_orders).body
+            if o["accountId"] == account_id and (only is None or o["id"] in only)
+        ]
+        if only is not None and {o["id"] for o in rows} != only:
+            raise OrderOutcomeUnknown(
+                "Tradovate lists a command for this client order id, but not its order on this account.",
+                provider=self.provider,
+            )
+        if not rows:
+            return []
+        client_ids: dict[int, str] = {}
+        for command in commands:
+            if command.get("commandType") == "New" and isinstance(command.get("clOrdId"), str):
+                client_ids[command["orderId"]] = command["clOrdId"]
+        quantities: dict[int, tuple[int, int]] = {}  # orderId -> (version id, orderQty): the latest version
+        for version in self._get("order.versions", "/orderVersion/list", validate=_versions).body:
+            vid = version.get("id") if _is_long(version.get("id")) else 0
+            if version["orderId"] not in quantities or vid >= quantities[version["orderId"]][0]:
+                quantities[version["orderId"]] = (vid, version["orderQty"])
+        fills: dict[int, list[BrokerFill]] = {}
+        for fill in self._get("order.fills", "/fill/list", validate=_fills).body:
+            if fill.get("active") is False:
+                continue  # a busted fill [P]
+            try:
+                at = _parse_time(fill["timestamp"])
+                price = _decimal(fill["price"])
+            except ValueError:
+                raise IntegrationError(
+                    "Tradovate answered a fill TradeOps cannot read.",
+                    error_code="INTEGRATION_BAD_RESPONSE",
+                    provider=self.provider,
+                ) from None
+            assert price is not None
+            fills.setdefault(fill["orderId"], []).append(BrokerFill(str(fill["id"]), fill["qty"], price, at))
+        return [self._order(row, client_ids, quantities, fills) for row in sorted(rows, key=lambda o: o["id"])]
+
+    def _order(
+        self,
+        row: dict[str, Any],
+        client_ids: dict[int, str],
+        quantities: dict[int, tuple[int, int]],
+        fills: dict[int, list[BrokerFill]],
+    ) -> BrokerOrder:
+        order_id = row["id"]
+        if order_id not in quantities or not _is_long(row.get("contractId")):
+            raise IntegrationError(
+                f"Tradovate order {order_id} has no quantity or no contract TradeOps can read.",
+                error_code="INTEGRATION_BAD_RESPONSE",
+                provider=self.provider,
+            )
+        quantity = quantities[order_id][1]
+        own = tuple(sorted(fills.get(order_id, []), key=lambda f: f.at))
+        filled = sum(f.quantity for f in own)
+        average = sum((f.price * f.quantity for f in own), Decimal(0)) / filled if filled else None
+        raw = row["ordStatus"]
+        if raw in _LIVE:
+            status = PARTIALLY_FILLED if 0 < filled < quantity else WORKING
+        elif raw in _DONE:
+            status = _DONE[raw]
+        elif raw == "Completed" and filled >= quantity:
+            status = FILLED
+        else:
+            raise OrderOutcomeUnknown(
+                f"Tradovate reports order {order_id} as {str(raw)[:20]!r}: TradeOps does not guess what that means.",
+                provider=self.provider,
+            )
+        return BrokerOrder(
+            broker_order_id=str(order_id),
+            client_order_id=client_ids.get(order_id),
+            symbol=self._contract_name(row["contractId"]),
+            side="BUY" if row["action"] == "Buy" else "SELL",
+            quantity=quantity,
+            status=status,
+            filled_quantity=filled,
+            avg_fill_price=average,
+            fills=own,
+        )
+
+    def positions(self, *, account: str) -> list[BrokerPosition]:
+        """Every open position of the account (netPos 0 rows are flat and left out). A failed call
+        raises: a missing position report is never taken as flat."""
+        account_id, _ = self._account(account)
+        out: dict[str, BrokerPosition] = {}
+        for row in self.list_positions():
+            if row["accountId"] != account_id or row["netPos"] == 0:
+                continue
+            symbol = self._contract_name(row["contractId"])
+            if symbol in out:
+                raise IntegrationError(
+                    f"Tradovate reports two positions in {symbol[:20]} for one account: TradeOps will not add them up.",
+                    error_code="INTEGRATION_BAD_RESPONSE",
+                    provider=self.provider,
+                )
+            try:
+                price = _decimal(row.get("netPrice"))
+            except ValueError:
+                price = None
+            out[symbol] = BrokerPosition(symbol=symbol, quantity=row["netPos"], avg_price=price)
+        return list(out.values())
+
+    def flatten(self, *, account: str, symbol: str) -> None:
+        """`POST /order/liquidateposition`: Tradovate cancels the contract's working orders and closes
+        the position ("a request, not a guarantee"). An unknown outcome is never retried here:
+        read the positions again before another flatten."""
+        account_id, _ = self._account(account)
+        contract_id = self._contract_id(symbol)
+        self._order_call(
+            "order.liquidate",
+            "POST",
+            "/order/liquidateposition",
+            json={"accountId": account_id, "contractId": contract_id, "admin": False, "isAutomated": True},
+            judge=self._judge_result("order.liquidate", nothing_to_do_ok=True),
+        )
