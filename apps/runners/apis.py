@@ -183,3 +183,25 @@ class RunnerTickApi(APIView):
         return Response(
             {**bot_apis.DecisionTraceOutputSerializer(trace).data, "trace_id": trace.trace_id or ensure_trace_id()}
         )
+
+
+class BotReconcileApi(APIView):
+    """POST /api/bots/{id}/reconcile: internal orders and position against the venue; answers the
+    report (matched, fixed, unsettled) it keeps. A mismatch it cannot settle halts the bot."""
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, bot_id: int) -> Response:
+        bot = get_object_or_404(Bot, pk=bot_id)
+        report = runner_services.bot_reconcile(bot=bot, actor=request.user)
+        body = {
+            "id": report.pk,
+            "bot_id": report.bot_id,
+            "venue": report.venue,
+            "status": report.status,
+            "trigger": report.trigger,
+            **report.report,
+            "created_at": report.created_at,
+        }
+        return Response({**body, "trace_id": ensure_trace_id()})

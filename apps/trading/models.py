@@ -182,3 +182,33 @@ class AccountRisk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.venue}:{self.account or '-'} max {self.max_contracts}"
+
+
+class ReconcileReport(models.Model):
+    """One reconcile of a bot's orders and position against its venue, kept as an artifact: what
+    matched, what it fixed (missed fills applied, orders the venue never had), and what it could
+    not settle (a position that differs, an order the venue cannot identify, an unknown external
+    order), which halts the bot."""
+
+    class Status(models.TextChoices):
+        MATCHED = "MATCHED", "Everything matched"
+        FIXED = "FIXED", "Differences found and settled"
+        MISMATCH = "MISMATCH", "Differences it could not settle (bot halted)"
+        FAILED = "FAILED", "The venue could not be read"
+
+    bot_id = models.BigIntegerField()
+    venue = models.CharField(max_length=20)
+    account = models.CharField(max_length=100, blank=True)
+    trigger = models.CharField(max_length=20, help_text="manual, start or schedule.")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    report = models.JSONField(default=dict)
+    actor_label = models.CharField(max_length=150, blank=True)
+    trace_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["bot_id", "-created_at"], name="reconcile_bot_created")]
+
+    def __str__(self) -> str:
+        return f"reconcile bot {self.bot_id} {self.status}"

@@ -408,7 +408,7 @@ def sim_settle(
                 )
                 if fill is None:
                     continue
-                _record_fill(
+                fill_apply(
                     order,
                     venue_fill_id=f"sim-{int(bar.ts.timestamp())}",
                     quantity=order.quantity,
@@ -432,7 +432,7 @@ def sim_fill_model() -> FillModel:
     )
 
 
-def _record_fill(
+def fill_apply(
     order: Order,
     *,
     venue_fill_id: str,

@@ -17,10 +17,13 @@ from apps.bots.models import Bot
 from apps.core import snapshots
 from apps.core.audit import audit_record
 from apps.core.exceptions import ApplicationError, StateConflict
+from apps.integrations import registry as integration_registry
 from apps.integrations import selectors as integration_selectors
 from apps.integrations.errors import fix_for
 from apps.runners.models import Runner
 from apps.telemetry.selectors import scheduler_state
+from apps.trading.models import ReconcileReport
+from apps.trading.reconcile import reconcile_bot
 
 logger = logging.getLogger("tradeops.runners")
 
@@ -93,9 +96,54 @@ def safe_start_check(*, bot: Bot) -> None:
         )
 
 
+def broker_for(bot: Bot) -> Any:
+    """The broker client a LIVE bot trades through (an OrderVenue), or None for SIM."""
+    if bot.stage != Bot.Stage.LIVE or bot.venue == Bot.Venue.SIM:
+        return None
+    spec = integration_registry.get(bot.venue)
+    assert spec is not None, bot.venue
+    return spec.client_class().for_bot(bot.pk)
+
+
+def bot_reconcile(*, bot: Bot, actor: Any = None, trigger: str = "manual", actor_label: str = "") -> ReconcileReport:
+    """Reconcile the bot against its venue (SPEC §3): the SIM ledger, or its broker when LIVE."""
+    venue = broker_for(bot)
+    return reconcile_bot(
+        bot_id=bot.pk,
+        mode=Runner.Mode.LIVE if venue is not None else Runner.Mode.SIM,
+        venue_name=bot.venue if venue is not None else "sim",
+        account=bot.broker_account,
+        instrument=bot.instrument,
+        venue=venue,
+        trigger=trigger,
+        actor=actor,
+        actor_label=actor_label,
+    )
+
+
+def _reconcile_before_start(bot: Bot, actor: Any) -> None:
+    """Start reconciles first; a LIVE bot whose venue does not match, or cannot be read, does not start."""
+    report = bot_reconcile(bot=bot, actor=actor, trigger="start")
+    if report.status == ReconcileReport.Status.MISMATCH:
+        raise StateConflict(
+            f"Reconcile {report.pk} found differences it could not settle; the bot is HALTED.",
+            error_code="RECONCILE_MISMATCH",
+            suggested_fix="Read the reconcile report, settle the differences at the venue, then start again.",
+            extra={"reconcile_id": report.pk, "unsettled": report.report["unsettled"][:20]},
+        )
+    if report.status == ReconcileReport.Status.FAILED:
+        raise StateConflict(
+            f"Reconcile {report.pk} could not read the venue: {report.report['failure']}",
+            error_code="RECONCILE_FAILED",
+            suggested_fix="Check the broker connection on the Connections page, then start again.",
+            extra={"reconcile_id": report.pk},
+        )
+
+
 def runner_start(*, bot: Bot, actor: Any) -> Runner:
     try:
         safe_start_check(bot=bot)
+        _reconcile_before_start(bot, actor)
     except ApplicationError as error:
         _refuse(bot, actor, "start", error)
     mode = runner_mode_for(bot.stage)

@@ -244,7 +244,7 @@ def tick_run(
                 if spec_venue is None:
                     raise TickStopped(RISK, "CONFIG_INVALID", f"unknown venue {bot.venue}")
                 try:
-                    venue = spec_venue.client_class.for_bot(bot.pk)
+                    venue = spec_venue.client_class().for_bot(bot.pk)
                 except ApplicationError as exc:
                     raise TickStopped(RISK, exc.error_code, exc.message, exc.extra) from exc
             submission = execution.order_submit(plan, killed=_killed_reader(bot.pk), venue=venue)  # type: ignore[arg-type]

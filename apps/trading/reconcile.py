@@ -1,0 +1,261 @@
+"""Reconcile: a bot's internal orders and position against its venue (SPEC §3, RELIABILITY J10).
+
+SIM: the fills are the venue's record. A SIM order the risk engine approved whose status flip was
+lost (PENDING_SUBMIT) is working; an order's filled quantity must equal its fills; the position
+must equal its fills replayed (a position that does not is rebuilt from them, and said so).
+
+LIVE: each open order is looked up at the broker by its client order id:
+- found: its status and fills are taken from the broker (missed fills applied once);
+- the broker answers it has no such order: one that never got a broker id (PENDING_SUBMIT after a
+  crash, UNKNOWN after a timeout) never reached it, and is closed as such; one that had a broker
+  id and vanished cannot be settled;
+- the broker cannot say (Ironbeam keeps no client id, a failed call): cannot be settled.
+Then the broker's position in the bot's contract is compared with the internal positions of every
+bot trading that account and instrument, and the broker's working orders that are not ours are
+flagged. A positions call that fails is never taken as flat: the reconcile FAILS and says so.
+What cannot be settled halts the bot (RECONCILE_MISMATCH), audited, and the report is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from apps.core.audit import audit_record
+from apps.core.context import get_trace_id
+from apps.integrations.errors import IntegrationError
+from apps.integrations.orders import CANCELLED, FILLED, REJECTED, OrderOutcomeUnknown, OrderVenue
+from apps.market import instruments
+from apps.trading.fills import PositionState, apply_fill
+from apps.trading.models import Fill, Order, Position, ReconcileReport, TradingState
+from apps.trading.services import SIM, fill_apply, trading_state_set
+
+logger = logging.getLogger("tradeops.reconcile")
+
+
+@dataclass
+class _Diff:
+    matched: list[str] = field(default_factory=list)
+    fixed: list[dict[str, Any]] = field(default_factory=list)
+    unsettled: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _replayed_position(bot_id: int, instrument: str, point_value: Decimal) -> PositionState:
+    state = PositionState(0, None, Decimal(0))
+    for fill in Fill.objects.filter(bot_id=bot_id, instrument=instrument).order_by("filled_at", "id"):
+        state = apply_fill(state, side=fill.side, quantity=fill.quantity, price=fill.price, point_value=point_value)
+    return state
+
+
+def _reconcile_sim(bot_id: int, instrument: str, diff: _Diff) -> None:
+    spec = instruments.get(instrument)
+    assert spec is not None
+    for order in Order.objects.filter(bot_id=bot_id, mode=SIM, status=Order.Status.PENDING_SUBMIT):
+        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING_SUBMIT).update(status=Order.Status.WORKING)
+        diff.fixed.append({"order": order.client_order_id, "was": "PENDING_SUBMIT", "now": "WORKING"})
+    filled = {
+        row["order_id"]: row["qty"]
+        for row in Fill.objects.filter(bot_id=bot_id).values("order_id").annotate(qty=Sum("quantity"))
+    }
+    for order in Order.objects.filter(bot_id=bot_id, mode=SIM).exclude(status=Order.Status.REJECTED_RISK):
+        if order.filled_quantity != filled.get(order.pk, 0):
+            fills_sum = filled.get(order.pk, 0)
+            diff.unsettled.append(
+                {
+                    "order": order.client_order_id,
+                    "problem": f"filled_quantity {order.filled_quantity} but its fills sum to {fills_sum}",
+                }
+            )
+    replayed = _replayed_position(bot_id, instrument, spec.point_value)
+    row = Position.objects.filter(bot_id=bot_id, instrument=instrument).first()
+    held = row.quantity if row else 0
+    if held != replayed.quantity:
+        Position.objects.filter(bot_id=bot_id, instrument=instrument).update(
+            quantity=replayed.quantity, avg_price=replayed.avg_price, realized_pnl=replayed.realized_pnl
+        )
+        diff.fixed.append({"position": instrument, "was": held, "now": replayed.quantity, "from": "its fills"})
+    else:
+        diff.matched.append(f"position {instrument} {held:+d}")
+
+
+def _apply_broker_order(order: Order, found: Any, point_value: Decimal, diff: _Diff) -> None:
+    """Take the broker's status and fills for one of our orders."""
+    changes: dict[str, Any] = {}
+    if found.broker_order_id and order.venue_order_id != found.broker_order_id:
+        changes["venue_order_id"] = found.broker_order_id
+    applied = 0
+    known = order.filled_quantity
+    with transaction.atomic():
+        fills = list(found.fills)
+        for fill in fills:
+            if fill_apply(
+                order,
+                venue_fill_id=fill.fill_id,
+                quantity=fill.quantity,
+                price=fill.price,
+                fee=Decimal(0),
+                slippage=Decimal(0),
+                filled_at=fill.at,
+                point_value=point_value,
+            ):
+                applied += fill.quantity
+        if not fills and found.filled_quantity > known and found.avg_fill_price is not None:
+            # The broker reports only a cumulative fill: apply the part we have not seen, once.
+            missing = found.filled_quantity - known
+            fill_apply(
+                order,
+                venue_fill_id=f"{found.broker_order_id}-cum-{found.filled_quantity}",
+                quantity=missing,
+                price=found.avg_fill_price,
+                fee=Decimal(0),
+                slippage=Decimal(0),
+                filled_at=timezone.now(),
+                point_value=point_value,
+            )
+            applied += missing
+        order.refresh_from_db()
+        status = {FILLED: Order.Status.FILLED, CANCELLED: Order.Status.CANCELLED, REJECTED: Order.Status.REJECTED}.get(
+            found.status, Order.Status.PARTIALLY_FILLED if order.filled_quantity else Order.Status.WORKING
+        )
+        if status != order.status:
+            changes["status"] = status
+            if status in (Order.Status.FILLED, Order.Status.CANCELLED, Order.Status.REJECTED):
+                changes["closed_at"] = timezone.now()
+        if changes:
+            Order.objects.filter(pk=order.pk).update(**changes)
+    if changes or applied:
+        diff.fixed.append(
+            {
+                "order": order.client_order_id,
+                "status": changes.get("status", order.status),
+                "fills_applied": applied,
+                "broker_order_id": found.broker_order_id,
+            }
+        )
+    else:
+        diff.matched.append(f"order {order.client_order_id} {order.status}")
+
+
+def _reconcile_live(bot_id: int, instrument: str, venue: OrderVenue, account: str, diff: _Diff) -> None:
+    spec = instruments.get(instrument)
+    assert spec is not None
+    ours = {o.client_order_id for o in Order.objects.filter(venue=venue.provider, account=account)}
+    ours_broker_ids = set(
+        Order.objects.filter(venue=venue.provider, account=account)
+        .exclude(venue_order_id="")
+        .values_list("venue_order_id", flat=True)
+    )
+    for order in Order.objects.filter(bot_id=bot_id, mode="LIVE", status__in=Order.OPEN_STATUSES):
+        try:
+            found = venue.find_order(account=account, client_order_id=order.client_order_id)
+        except OrderOutcomeUnknown as exc:
+            diff.unsettled.append({"order": order.client_order_id, "problem": exc.message, **exc.extra})
+            continue
+        if found is not None:
+            _apply_broker_order(order, found, spec.point_value, diff)
+        elif not order.venue_order_id:
+            Order.objects.filter(pk=order.pk).update(
+                status=Order.Status.REJECTED,
+                reason_code="NOT_AT_BROKER",
+                detail=f"{venue.provider} has no order {order.client_order_id}: it never reached the broker",
+                closed_at=timezone.now(),
+            )
+            diff.fixed.append({"order": order.client_order_id, "was": order.status, "now": "REJECTED (never sent)"})
+        else:
+            diff.unsettled.append(
+                {
+                    "order": order.client_order_id,
+                    "problem": f"{venue.provider} no longer knows broker order {order.venue_order_id}",
+                }
+            )
+    symbol = Order.objects.filter(bot_id=bot_id, mode="LIVE").exclude(contract="").values_list("contract", flat=True)
+    contracts = set(symbol)
+    for broker_order in venue.list_orders(account=account):
+        theirs = broker_order.client_order_id not in ours and broker_order.broker_order_id not in ours_broker_ids
+        if theirs and broker_order.status == "WORKING" and (not contracts or broker_order.symbol in contracts):
+            diff.unsettled.append(
+                {
+                    "external_order": broker_order.broker_order_id,
+                    "symbol": broker_order.symbol,
+                    "side": broker_order.side,
+                }
+            )
+    broker_positions = {p.symbol: p.quantity for p in venue.positions(account=account)}
+    internal = (
+        Position.objects.filter(venue=venue.provider, account=account, instrument=instrument).aggregate(
+            q=Sum("quantity")
+        )["q"]
+        or 0
+    )
+    at_broker = sum(q for s, q in broker_positions.items() if not contracts or s in contracts)
+    if at_broker != internal:
+        diff.unsettled.append(
+            {"position": instrument, "internal": internal, "broker": at_broker, "symbols": sorted(contracts)}
+        )
+    else:
+        diff.matched.append(f"position {instrument} {internal:+d} (all bots on the account)")
+
+
+def reconcile_bot(
+    *,
+    bot_id: int,
+    mode: str,
+    venue_name: str,
+    account: str,
+    instrument: str,
+    venue: OrderVenue | None = None,
+    trigger: str = "manual",
+    actor: Any = None,
+    actor_label: str = "",
+) -> ReconcileReport:
+    """Reconcile one bot and keep the report. `venue` is the broker client for LIVE (None: SIM)."""
+    diff = _Diff()
+    status = ReconcileReport.Status.MATCHED
+    failure = ""
+    try:
+        if mode == SIM or venue is None:
+            _reconcile_sim(bot_id, instrument, diff)
+        else:
+            _reconcile_live(bot_id, instrument, venue, account, diff)
+    except IntegrationError as exc:
+        status, failure = ReconcileReport.Status.FAILED, f"{exc.error_code}: {exc.message}"
+    else:
+        if diff.unsettled:
+            status = ReconcileReport.Status.MISMATCH
+        elif diff.fixed:
+            status = ReconcileReport.Status.FIXED
+    report = ReconcileReport.objects.create(
+        bot_id=bot_id,
+        venue=venue_name,
+        account=account,
+        trigger=trigger,
+        status=status,
+        report={"matched": diff.matched, "fixed": diff.fixed, "unsettled": diff.unsettled, "failure": failure},
+        actor_label=actor_label or getattr(actor, "username", "") or "system:reconcile",
+        trace_id=get_trace_id() or "",
+    )
+    if status == ReconcileReport.Status.MISMATCH:
+        with transaction.atomic():
+            trading_state_set(
+                bot_id=bot_id,
+                state=TradingState.State.HALTED,
+                reason_code="RECONCILE_MISMATCH",
+                reason=f"reconcile {report.pk}: {len(diff.unsettled)} difference(s) it could not settle",
+                actor_label="system:reconcile",
+            )
+    audit_record(
+        action="bot.reconcile",
+        actor=actor,
+        actor_label=report.actor_label,
+        target_type="bots.bot",
+        target_id=str(bot_id),
+        after={"report": report.pk, "status": status, "fixed": len(diff.fixed), "unsettled": len(diff.unsettled)},
+        reason=failure,
+    )
+    return report
