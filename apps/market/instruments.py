@@ -180,6 +180,11 @@ def trade_date(at: datetime) -> date:
     return (at.astimezone(CHICAGO) + timedelta(hours=7)).date()
 
 
+def trade_date_start(at: datetime) -> datetime:
+    """The start of the CME trade date `at` belongs to: 17:00 CT the evening before (daily limits reset then)."""
+    return datetime.combine(trade_date(at) - timedelta(days=1), time(17), tzinfo=CHICAGO)
+
+
 def _quarterly(spec: InstrumentSpec, year: int, month: int) -> Contract:
     expiry = third_friday(year, month)
     return Contract(spec.root, year, month, expiry, expiry - timedelta(days=spec.roll_days_before_expiry))

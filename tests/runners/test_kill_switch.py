@@ -3,6 +3,7 @@ and only an operator with a reason clears it."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -38,7 +39,7 @@ def test_kill_latches_stops_the_runner_and_is_audited(running_bot: Bot, token_cl
     )
     body = response.json()
     assert response.status_code == 200 and body["latched"] and body["runner_stopped"]
-    assert "nothing to flatten" in body["flatten"]
+    assert body["flatten"] == "requested: no open position" and body["orders"] == {}
     running_bot.refresh_from_db()
     assert running_bot.killed and running_bot.kill_reason == "runaway losses" and running_bot.killed_at
     runner = Runner.objects.get(bot=running_bot)
@@ -101,3 +102,53 @@ def test_kill_all_kills_every_bot(running_bot: Bot, token_client: Any) -> None:
     assert Runner.objects.get(bot=running_bot).status == Runner.Status.STOPPED
     assert AuditEvent.objects.filter(action="system.kill_all").count() == 1
     assert other.pk in [r["bot_id"] for r in response.json()["killed"]]
+
+
+def test_kill_cancels_working_sim_orders_and_says_why_it_could_not_flatten(running_bot: Bot, token_client: Any) -> None:
+    from datetime import UTC, datetime
+
+    from apps.trading.models import Order, Position
+
+    bar = datetime(2025, 12, 16, 16, 0, tzinfo=UTC)
+    Order.objects.create(
+        client_order_id="TRO-w", bot_id=running_bot.pk, generation=1, mode="SIM", venue="sim", instrument="MNQ",
+        side="BUY", quantity=1, bar_ts=bar, trace_id="t", placed_at=bar, status=Order.Status.WORKING,
+    )  # fmt: skip
+    Position.objects.create(bot_id=running_bot.pk, venue="sim", instrument="MNQ", quantity=1, avg_price=20000)
+    body = (
+        token_client("operator")
+        .post(f"/api/bots/{running_bot.pk}/kill", {"reason": "runaway", "flatten": True}, format="json")
+        .json()
+    )
+    assert body["orders_cancelled"] == 1 and Order.objects.get(client_order_id="TRO-w").status == "CANCELLED"
+    # No fresh price for MNQ in the store: no flatten order at a made-up price; the operator is told.
+    assert "not flattened (RISK_NO_REFERENCE_PRICE" in body["flatten"] and "left for the operator" in body["flatten"]
+
+
+def test_kill_of_a_live_bot_cancels_its_working_order_at_the_broker(provider_stub: Any, token_client: Any) -> None:
+    from datetime import UTC, datetime
+
+    from apps.integrations.orders import OrderRequest
+    from apps.integrations.tradovate import client as tradovate
+    from apps.integrations.tradovate.client import TradovateClient
+    from apps.trading.models import Order, Position
+
+    tradovate.clear_token_cache()
+    broker = provider_stub("tradovate")
+    bot = Bot.objects.create(
+        name="live MES", strategy_key="trend_following", instrument="MES", stage=Bot.Stage.LIVE,
+        venue=Bot.Venue.TRADOVATE, broker_account="DEMO123457",
+    )  # fmt: skip
+    bar = datetime(2025, 12, 9, 16, 0, tzinfo=UTC)
+    client = TradovateClient.for_bot(bot.pk)
+    placed = client.place_order(OrderRequest("TRO-live", "DEMO123457", "MESZ5", "BUY", 1, "LIMIT", limit_price=Decimal(4000)))
+    Order.objects.create(
+        client_order_id="TRO-live", bot_id=bot.pk, generation=1, mode="LIVE", venue="tradovate",
+        account="DEMO123457", instrument="MES", contract="MESZ5", side="BUY", quantity=1, order_type="LIMIT",
+        limit_price=4000, bar_ts=bar, trace_id="t", placed_at=bar, status=Order.Status.WORKING,
+        venue_order_id=placed.broker_order_id,
+    )  # fmt: skip
+    Position.objects.create(bot_id=bot.pk, venue="tradovate", account="DEMO123457", instrument="MES", quantity=0)
+    body = token_client("operator").post(f"/api/bots/{bot.pk}/kill", {"reason": "broker says no"}, format="json").json()
+    assert body["orders"] == {"cancel_requested": 1} and broker.working() == []
+    tradovate.clear_token_cache()

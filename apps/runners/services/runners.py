@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -16,13 +17,17 @@ from apps.bots import services as bot_services
 from apps.bots.models import Bot
 from apps.core import snapshots
 from apps.core.audit import audit_record
+from apps.core.context import get_trace_id
 from apps.core.exceptions import ApplicationError, StateConflict
 from apps.integrations import registry as integration_registry
 from apps.integrations import selectors as integration_selectors
-from apps.integrations.errors import fix_for
+from apps.integrations.errors import IntegrationError, fix_for
+from apps.market.instruments import TIMEFRAME_SECONDS, trade_date_start
+from apps.market.selectors import latest_bar
 from apps.runners.models import Runner
 from apps.telemetry.selectors import scheduler_state
-from apps.trading.models import ReconcileReport
+from apps.trading import services as execution
+from apps.trading.models import Order, Position, ReconcileReport
 from apps.trading.reconcile import reconcile_bot
 
 logger = logging.getLogger("tradeops.runners")
@@ -256,17 +261,78 @@ class KillReport:
     bot_id: int
     latched: bool  # False when it was already killed (the latch holds either way)
     runner_stopped: bool
-    orders_cancelled: int | None  # None: no order ledger exists yet in this release
+    orders_cancelled: int  # cancelled in the ledger (SIM) or cancel sent to the broker (LIVE)
+    orders: dict[str, int]  # every open order's outcome: cancelled, cancel_requested, left_for_reconcile...
     flatten: str
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
+def _flatten(bot: Bot, venue: Any, reason: str) -> str:
+    """Close the bot's open positions after a kill: a FLATTEN order through risk (it passes the kill
+    latch only because it strictly reduces) for SIM, the broker's own flatten for LIVE. Says what
+    it did, or why it did not (no fresh price: the position is left for the operator)."""
+    said = []
+    for position in Position.objects.filter(bot_id=bot.pk).exclude(quantity=0):
+        if venue is not None:
+            contract = (
+                Order.objects.filter(bot_id=bot.pk, instrument=position.instrument, mode=Runner.Mode.LIVE)
+                .exclude(contract="")
+                .values_list("contract", flat=True)
+                .last()
+            )
+            try:
+                venue.flatten(account=bot.broker_account, symbol=contract or position.instrument)
+            except IntegrationError as exc:
+                said.append(f"{position.instrument}: the broker's flatten failed ({exc.error_code}: {exc.message})")
+            else:
+                said.append(f"{position.instrument} {position.quantity:+d}: flatten sent to {bot.venue}")
+            continue
+        now = timezone.now()
+        latest = latest_bar(instrument=position.instrument, timeframe=bot.timeframe)
+        seconds = TIMEFRAME_SECONDS.get(bot.timeframe, 60)
+        plan = execution.OrderPlan(
+            bot_id=bot.pk,
+            generation=0,
+            mode=Runner.Mode.SIM,
+            venue=execution.SIM_VENUE,
+            account=bot.broker_account,
+            instrument=position.instrument,
+            contract=position.instrument,
+            bar_ts=now,
+            leg=f"flatten-{now.isoformat()}",
+            side="SELL" if position.quantity > 0 else "BUY",
+            quantity=abs(position.quantity),
+            risk_limits=bot.risk_limits,
+            reference_price=latest.close if latest else None,
+            reference_price_at=latest.ts + timedelta(seconds=seconds) if latest else None,
+            trading_day_start=trade_date_start(now),
+            now=now,
+            trace_id=get_trace_id() or "",
+            origin="FLATTEN",
+        )
+        sub = execution.order_submit(plan, killed=lambda: True)
+        if sub.order.status == sub.order.Status.REJECTED_RISK:
+            said.append(
+                f"{position.instrument} {position.quantity:+d}: not flattened ({sub.order.reason_code}: "
+                f"{sub.order.detail}); the position is left for the operator"
+            )
+        else:
+            said.append(
+                f"{position.instrument} {position.quantity:+d}: flatten order {sub.order.client_order_id} "
+                "working (fills on the next bar)"
+            )
+    return "; ".join(said) or "requested: no open position"
+
+
 def bot_kill(*, bot: Bot, actor: Any, reason: str, flatten: bool = False, scope: str = "bot") -> KillReport:
-    """The kill switch. The latch is committed first, in its own transaction, so that even if
-    everything after it fails the bot stays killed and every order path refuses (the execution
-    path reads the latch from Postgres; no queue in between). Then the runner is stopped."""
+    """The kill switch (RELIABILITY K1, K2). The latch is committed first, in its own transaction,
+    so that even if everything after it fails the bot stays killed and every order path refuses
+    (the execution path reads the latch from Postgres; no queue in between; an order being sent
+    holds the bot row, so the latch waits for it and then sees it). Then the runner is stopped,
+    open orders are cancelled (through no queue: directly, in this request), and on request the
+    position is flattened."""
     if not reason or not reason.strip():
         raise ApplicationError(
             "A kill needs a reason.",
@@ -279,16 +345,19 @@ def bot_kill(*, bot: Bot, actor: Any, reason: str, flatten: bool = False, scope:
         latched = bot_services.bot_kill_latch(bot=bot, actor=actor, actor_label=_label(actor), reason=reason)
     with transaction.atomic():
         runner = _stop(bot=bot, actor=actor, reason=f"kill: {reason}", action="runner.stop")
+    try:
+        venue = broker_for(bot)
+    except ApplicationError as exc:  # no broker keys: LIVE orders are left for reconcile, said so
+        logger.warning("kill of bot %s: no broker client (%s)", bot.pk, exc.error_code)
+        venue = None
+    orders = execution.orders_cancel_for_kill(bot_id=bot.pk, reason=f"kill: {reason}", venue=venue)
     report = KillReport(
         bot_id=bot.pk,
         latched=latched,
         runner_stopped=runner is not None,
-        orders_cancelled=None,
-        flatten=(
-            "requested: no order or position ledger exists in this release, so there is nothing to flatten"
-            if flatten
-            else "not requested"
-        ),
+        orders_cancelled=orders.get("cancelled", 0) + orders.get("cancel_requested", 0),
+        orders=orders,
+        flatten=_flatten(bot, venue, reason) if flatten else "not requested",
     )
     audit_record(
         action="bot.kill_switch", actor=actor, target=bot, reason=reason, after={"scope": scope, **report.as_dict()}

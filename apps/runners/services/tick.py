@@ -39,7 +39,7 @@ from apps.integrations import registry
 from apps.market import hours, instruments
 from apps.market import services as market
 from apps.market.bars import MarketBar
-from apps.market.instruments import CHICAGO, TIMEFRAME_SECONDS
+from apps.market.instruments import TIMEFRAME_SECONDS
 from apps.runners.models import Runner
 from apps.telemetry.models import DecisionTrace
 from apps.trading import services as execution
@@ -86,12 +86,6 @@ class _Run:
         finally:
             entry["latency_ms"] = round((time.perf_counter() - began) * 1000, 3)
             self.stages.append(entry)
-
-
-def trading_day_start(at: datetime) -> datetime:
-    """The start of the CME trade date `at` belongs to: 17:00 CT the evening before."""
-    day = instruments.trade_date(at)
-    return datetime.combine(day - timedelta(days=1), datetime.min.time(), tzinfo=CHICAGO).replace(hour=17)
 
 
 def bars_fingerprint(bars: list[MarketBar]) -> str:
@@ -234,7 +228,7 @@ def tick_run(
                 risk_limits=bot.risk_limits,
                 reference_price=bars[-1].close,
                 reference_price_at=bar_ts,
-                trading_day_start=trading_day_start(bar_ts),
+                trading_day_start=instruments.trade_date_start(bar_ts),
                 now=now,
                 trace_id=context.get_trace_id() or "",
             )
