@@ -141,7 +141,8 @@ def test_kill_of_a_live_bot_cancels_its_working_order_at_the_broker(provider_stu
     )  # fmt: skip
     bar = datetime(2025, 12, 9, 16, 0, tzinfo=UTC)
     client = TradovateClient.for_bot(bot.pk)
-    placed = client.place_order(OrderRequest("TRO-live", "DEMO123457", "MESZ5", "BUY", 1, "LIMIT", limit_price=Decimal(4000)))
+    request = OrderRequest("TRO-live", "DEMO123457", "MESZ5", "BUY", 1, "LIMIT", limit_price=Decimal(4000))
+    placed = client.place_order(request)
     Order.objects.create(
         client_order_id="TRO-live", bot_id=bot.pk, generation=1, mode="LIVE", venue="tradovate",
         account="DEMO123457", instrument="MES", contract="MESZ5", side="BUY", quantity=1, order_type="LIMIT",
