@@ -187,3 +187,23 @@ def test_a_live_tick_sends_one_order_to_the_broker_through_risk(
     assert tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2).pk == trace.pk
     assert len(broker.placed) == 1
     tradovate.clear_token_cache()
+
+
+def test_the_bot_page_explains_why_it_traded_and_why_not(
+    token_client: Any, paper: Runner, client: Any, viewer: Any
+) -> None:
+    operator = token_client("operator")
+    _tick(operator, paper)
+    _tick(operator, paper, datetime(2025, 12, 20, 16, 0, 30, tzinfo=UTC))
+    Order.objects.create(
+        client_order_id="TRO-doubt", bot_id=paper.bot_id, generation=1, mode="LIVE", venue="tradovate",
+        instrument="MES", side="BUY", quantity=1, bar_ts=AS_OF, trace_id="t-doubt", placed_at=AS_OF,
+        status=Order.Status.UNKNOWN, detail="read timed out after sending",
+    )  # fmt: skip
+    client.force_login(viewer)
+    html = client.get(f"/bots/{paper.bot_id}/").content.decode()
+    order = Order.objects.filter(bot_id=paper.bot_id, mode="SIM").get()
+    assert "Why it traded" in html and order.client_order_id in html and "filled 1 @" in html
+    assert "Why it is not trading" in html and "MARKET_CLOSED" in html
+    assert "in an UNKNOWN state" in html and "TRO-doubt" in html
+    assert "Positions and PnL" in html

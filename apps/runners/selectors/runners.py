@@ -1,18 +1,25 @@
 """Reads of runners, and the bot page's read: one bot with its runner, recent jobs, config
-versions and audit trail, plus whether any of it can change without anyone acting."""
+versions, audit trail, why it traded or not, orders in doubt and its performance, plus whether
+any of it can change without anyone acting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from apps.bots import selectors as bot_selectors
 from apps.bots.models import Bot, BotConfigVersion
+from apps.market.selectors import latest_bar
 from apps.runners.models import Job, Runner
 from apps.runners.selectors.jobs import PENDING_STATUSES, job_list
-from apps.telemetry.models import AuditEvent
-from apps.telemetry.selectors import audit_event_list
+from apps.telemetry.models import AuditEvent, DecisionTrace
+from apps.telemetry.selectors import audit_event_list, blocking_reasons, decision_trace_list
+from apps.trading.models import Order
+from apps.trading.selectors import bot_performance
 
 ACTIVE_STATUSES = (Runner.Status.STARTING, Runner.Status.RUNNING, Runner.Status.STOPPING)
 
@@ -47,11 +54,17 @@ class BotRuntime:
     override_possible: bool  # an admin may force that promotion past its overridable gates
     demote_targets: list[str]
     in_motion: bool  # runner_activity for this bot
+    traded: list[DecisionTrace]  # "why it traded": the latest TRADE traces
+    not_traded: list[DecisionTrace]  # "why it is not trading": the latest NO_TRADE traces
+    blocking: list[dict[str, Any]]  # NO_TRADE reasons over 24 h, most frequent first
+    unknown_orders: list[Order]  # orders whose fate only reconcile can settle
+    performance: dict[str, Any]
 
 
-def bot_runtime_get(*, bot_id: int, job_limit: int = 10, event_limit: int = 25) -> BotRuntime:
+def bot_runtime_get(*, bot_id: int, job_limit: int = 10, event_limit: int = 25, trace_limit: int = 5) -> BotRuntime:
     """Raises BotNotFound for an unknown id."""
     bot = bot_selectors.bot_get(bot_id=bot_id)
+    latest = latest_bar(instrument=bot.instrument, timeframe=bot.timeframe)
     runner: Runner | None = getattr(bot, "runner", None)  # select_related by bot_get; None: never started
     promote_to = bot_selectors.PROMOTIONS.get(bot.stage)
     return BotRuntime(
@@ -64,4 +77,11 @@ def bot_runtime_get(*, bot_id: int, job_limit: int = 10, event_limit: int = 25) 
         override_possible=bool(promote_to and bot_selectors.OVERRIDABLE_GATES.get((bot.stage, promote_to))),
         demote_targets=bot_selectors.bot_demotion_targets(bot),
         in_motion=runner_activity(bot_id=bot.pk),
+        traded=list(decision_trace_list(bot_id=bot.pk, outcome=DecisionTrace.Outcome.TRADE)[:trace_limit]),
+        not_traded=list(decision_trace_list(bot_id=bot.pk, outcome=DecisionTrace.Outcome.NO_TRADE)[:trace_limit]),
+        blocking=blocking_reasons(bot_id=bot.pk, since=timezone.now() - timedelta(hours=24))[:8],
+        unknown_orders=list(Order.objects.filter(bot_id=bot.pk, status=Order.Status.UNKNOWN).order_by("created_at")),
+        performance=bot_performance(
+            bot_id=bot.pk, mark=latest.close if latest else None, mark_at=latest.ts if latest else None
+        ),
     )
