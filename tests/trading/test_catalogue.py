@@ -89,3 +89,19 @@ def test_no_trading_module_imports_a_higher_app() -> None:
     higher = ("apps.backtests", "apps.bots", "apps.strategylab", "apps.runners")
     for path in TRADING.rglob("*.py"):
         assert not {n for n in _imports(path) if n.startswith(higher)}, path
+
+
+def test_no_code_reaches_a_broker_except_through_the_risk_engine() -> None:
+    """RELIABILITY R12: placing an order at a venue happens in one place, after the risk check and
+    the persisted row (apps/trading/services.py); the broker clients define it, nothing else calls it."""
+    import re
+    from pathlib import Path
+
+    apps_dir = Path(__file__).resolve().parents[2] / "apps"
+    callers = sorted(
+        str(path.relative_to(apps_dir))
+        for path in apps_dir.rglob("*.py")
+        if re.search(r"\.(place_order|flatten)\(", path.read_text())
+        and not str(path.relative_to(apps_dir)).startswith("integrations/")
+    )
+    assert callers == ["trading/services.py"], callers

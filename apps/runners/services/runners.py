@@ -21,14 +21,15 @@ from apps.core.context import get_trace_id
 from apps.core.exceptions import ApplicationError, StateConflict
 from apps.integrations import registry as integration_registry
 from apps.integrations import selectors as integration_selectors
-from apps.integrations.errors import IntegrationError, fix_for
+from apps.integrations.errors import fix_for
 from apps.market.instruments import TIMEFRAME_SECONDS, trade_date_start
 from apps.market.selectors import latest_bar
 from apps.runners.models import Runner
 from apps.telemetry.selectors import scheduler_state
 from apps.trading import services as execution
-from apps.trading.models import Order, Position, ReconcileReport
+from apps.trading.models import Position, ReconcileReport
 from apps.trading.reconcile import reconcile_bot
+from apps.trading.symbols import venue_symbol
 
 logger = logging.getLogger("tradeops.runners")
 
@@ -270,36 +271,29 @@ class KillReport:
 
 
 def _flatten(bot: Bot, venue: Any, reason: str) -> str:
-    """Close the bot's open positions after a kill: a FLATTEN order through risk (it passes the kill
-    latch only because it strictly reduces) for SIM, the broker's own flatten for LIVE. Says what
-    it did, or why it did not (no fresh price: the position is left for the operator)."""
+    """Close the bot's open positions after a kill with FLATTEN orders through the risk engine (they
+    pass the kill latch only because they strictly reduce, and still need a fresh real price) and
+    the normal execution path: the SIM ledger, or the broker for LIVE. Says what it did, or why it
+    did not (no fresh price: the position is left for the operator; never a made-up price)."""
     said = []
     for position in Position.objects.filter(bot_id=bot.pk).exclude(quantity=0):
-        if venue is not None:
-            contract = (
-                Order.objects.filter(bot_id=bot.pk, instrument=position.instrument, mode=Runner.Mode.LIVE)
-                .exclude(contract="")
-                .values_list("contract", flat=True)
-                .last()
-            )
-            try:
-                venue.flatten(account=bot.broker_account, symbol=contract or position.instrument)
-            except IntegrationError as exc:
-                said.append(f"{position.instrument}: the broker's flatten failed ({exc.error_code}: {exc.message})")
-            else:
-                said.append(f"{position.instrument} {position.quantity:+d}: flatten sent to {bot.venue}")
-            continue
         now = timezone.now()
         latest = latest_bar(instrument=position.instrument, timeframe=bot.timeframe)
         seconds = TIMEFRAME_SECONDS.get(bot.timeframe, 60)
+        live = venue is not None
+        try:
+            contract = venue_symbol(position.instrument, bot.venue if live else "sim", now)
+        except ValueError as exc:
+            said.append(f"{position.instrument} {position.quantity:+d}: not flattened ({exc}); left for the operator")
+            continue
         plan = execution.OrderPlan(
             bot_id=bot.pk,
             generation=0,
-            mode=Runner.Mode.SIM,
-            venue=execution.SIM_VENUE,
+            mode=Runner.Mode.LIVE if live else Runner.Mode.SIM,
+            venue=bot.venue if live else execution.SIM_VENUE,
             account=bot.broker_account,
             instrument=position.instrument,
-            contract=position.instrument,
+            contract=contract,
             bar_ts=now,
             leg=f"flatten-{now.isoformat()}",
             side="SELL" if position.quantity > 0 else "BUY",
@@ -312,17 +306,14 @@ def _flatten(bot: Bot, venue: Any, reason: str) -> str:
             trace_id=get_trace_id() or "",
             origin="FLATTEN",
         )
-        sub = execution.order_submit(plan, killed=lambda: True)
-        if sub.order.status == sub.order.Status.REJECTED_RISK:
-            said.append(
-                f"{position.instrument} {position.quantity:+d}: not flattened ({sub.order.reason_code}: "
-                f"{sub.order.detail}); the position is left for the operator"
-            )
+        order = execution.order_submit(plan, killed=lambda: True, venue=venue).order
+        what = f"{position.instrument} {position.quantity:+d}"
+        if order.status == order.Status.REJECTED_RISK:
+            said.append(f"{what}: not flattened ({order.reason_code}: {order.detail}); left for the operator")
+        elif order.status in (order.Status.REJECTED, order.Status.CANCELLED):
+            said.append(f"{what}: the flatten order was refused ({order.reason_code}: {order.detail})")
         else:
-            said.append(
-                f"{position.instrument} {position.quantity:+d}: flatten order {sub.order.client_order_id} "
-                "working (fills on the next bar)"
-            )
+            said.append(f"{what}: flatten order {order.client_order_id} {order.status}")
     return "; ".join(said) or "requested: no open position"
 
 
