@@ -7,11 +7,26 @@ import os
 from typing import Any
 
 from celery import shared_task
+from celery.signals import task_prerun
 from django.conf import settings
+from django.db import connection
 
 # A periodic message older than this is dropped: when workers come back after an outage, one
 # run of each catches up; a backlog of identical runs would only repeat it.
 PERIODIC_EXPIRES_SECONDS = 60
+
+
+@task_prerun.connect
+def _replace_a_lost_database_connection(**kwargs: Any) -> None:
+    """Before every task of the worker (they share the process's connection): a worker keeps its
+    database connection across tasks (CELERY_DB_REUSE_MAX), and Django checks it only around web
+    requests. A connection that a database restart or a network failure broke fails the task that
+    finds it so (psycopg then marks it closed); without this, every later task would fail on it
+    too, until the Django fixup recycles the connection (CELERY_DB_REUSE_MAX tasks later). No
+    round trip: psycopg's own flag. An eager task inside a caller's transaction is left alone."""
+    raw = connection.connection
+    if raw is not None and raw.closed and not connection.in_atomic_block:
+        connection.close()
 
 
 # acks_late is safe here (R14): job_execute claims the row first, so a redelivered or duplicate

@@ -27,5 +27,6 @@ CELERY_TASK_ALWAYS_EAGER = False
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=120)
 # Keep a worker's database connection across tasks (Celery's Django fixup otherwise closes it
 # around every task: a new PostgreSQL connection per job). A connection broken by a database
-# restart fails one task, which the job watchdog recovers.
+# restart fails the one task that finds it broken (the job watchdog recovers that job); the next
+# task gets a new connection (apps/runners/tasks.py replaces a connection psycopg marked closed).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)

@@ -323,6 +323,137 @@ def test_a_worker_that_lost_its_lease_mid_handler_leaves_no_trace(
     ]
 
 
+# -- the close's round trips -------------------------------------------------------------------
+# Handlers registered for these tests only; `_take_over` runs in each (see below).
+_take_over: list[Any] = []
+_committed: list[int] = []
+
+
+def _handle_without_the_database(job: Job) -> dict[str, Any]:
+    for step in _take_over:
+        step(job)
+    return {"pure": True, "attempt": job.attempts}
+
+
+def _handle_with_on_commit_work(job: Job) -> dict[str, Any]:
+    for step in _take_over:
+        step(job)
+    transaction.on_commit(lambda: _committed.append(job.pk))  # no statement: nothing reaches the database
+    return {"on_commit": True}
+
+
+@pytest.fixture
+def test_handlers(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setitem(jobs.JOB_HANDLERS, "test.pure", f"{__name__}._handle_without_the_database")
+    monkeypatch.setitem(jobs.JOB_HANDLERS, "test.on_commit", f"{__name__}._handle_with_on_commit_work")
+    _take_over.clear()
+    _committed.clear()
+    yield
+    _take_over.clear()
+    _committed.clear()
+
+
+@pytest.fixture
+def closes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How each fenced close statement ran: "autocommit" (a transaction of its own) or "in the
+    handler's transaction"."""
+    seen: list[str] = []
+    execute = jobs._execute_prepared
+
+    def spy(sql: str, params: dict[str, Any]) -> int:
+        if sql == jobs._COMPLETE_SQL:
+            seen.append("autocommit" if connection.get_autocommit() else "in the handler's transaction")
+        return execute(sql, params)
+
+    monkeypatch.setattr(jobs, "_execute_prepared", spy)
+    return seen
+
+
+def _another_worker_takes_over(job: Job) -> None:
+    """What the watchdog and worker B do while worker A's handler runs: on their own connection."""
+
+    def takeover() -> None:
+        try:
+            later = timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS + 1)
+            assert job_watchdog(now=later)["requeued"] == [job.pk]
+            job_execute(job_id=job.pk, worker="worker-b")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=takeover)
+    thread.start()
+    thread.join(20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handler_that_sends_nothing_to_the_database_is_closed_by_one_autocommitted_statement(
+    test_handlers: Any, closes: list[str]
+) -> None:
+    job = _job(type="test.pure")
+    assert job_execute(job_id=job.pk, worker="w1") is not None
+    assert closes == ["autocommit"]  # one round trip: no BEGIN, no COMMIT of its own
+    job.refresh_from_db()
+    assert (job.status, job.result, job.lease_expires_at) == (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handler_that_writes_is_closed_inside_its_transaction(closes: list[str]) -> None:
+    job = _job(type="test.record")
+    job_execute(job_id=job.pk, worker="w1")
+    assert closes == ["in the handler's transaction"]
+    assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handler_that_sent_nothing_to_the_database_and_lost_its_lease_closes_nothing(
+    test_handlers: Any, published: list[Any], closes: list[str]
+) -> None:
+    job = _job(type="test.pure")
+    _take_over.append(lambda claimed: claimed.attempts == 1 and _another_worker_takes_over(claimed))
+    mine = job_execute(job_id=job.pk, worker="worker-a")
+    assert mine is not None and mine.status == Job.Status.RUNNING  # A's close was fenced out
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.leased_by) == (Job.Status.SUCCEEDED, 2, "worker-b")
+    assert job.result == {"pure": True, "attempt": 2}
+    assert closes == ["autocommit", "autocommit"]  # B's, then A's, which matched nothing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_work_of_a_handler_runs_only_if_its_close_commits(
+    test_handlers: Any, published: list[Any], closes: list[str]
+) -> None:
+    """A handler that only schedules work for after commit sends no statement, but its work
+    belongs to the transaction: the close stays inside it, and a lost lease discards the work."""
+    held = _job(type="test.on_commit")
+    job_execute(job_id=held.pk, worker="w1")
+    assert _committed == [held.pk]
+    assert closes == ["in the handler's transaction"]
+
+    lost = _job(type="test.on_commit")
+    _take_over.append(lambda claimed: claimed.attempts == 1 and _another_worker_takes_over(claimed))
+    job_execute(job_id=lost.pk, worker="worker-a")
+    assert _committed == [held.pk, lost.pk]  # worker B's, once; worker A's was rolled back
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.leased_by) == (Job.Status.SUCCEEDED, 2, "worker-b")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_and_the_close_run_as_server_side_prepared_statements() -> None:
+    """Django turns psycopg's prepared statements off (prepare_threshold=None); the ledger's two
+    per-job statements are prepared anyway, once per connection, and nothing else is."""
+    first, second = _job(), _job()
+    job_execute(job_id=first.pk, worker="w1")
+    job_execute(job_id=second.pk, worker="w1")
+    assert connection.connection.prepare_threshold is None  # the ORM's queries stay unprepared
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert len(prepared) == 2
+    assert any("SET status = 'RUNNING'" in statement for statement in prepared)
+    assert any("SET status = 'SUCCEEDED'" in statement for statement in prepared)
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+
+
 # -- watchdog ----------------------------------------------------------------------------------
 def test_the_watchdog_leaves_a_live_lease_alone() -> None:
     job = _job()

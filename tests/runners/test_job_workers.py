@@ -232,6 +232,30 @@ def test_the_same_tick_job_delivered_three_times_runs_once(broker: Any, processe
     assert Job.objects.count() == 1
 
 
+def test_a_worker_whose_database_connection_was_cut_reconnects_for_the_next_task(
+    broker: Any, processes: Processes
+) -> None:
+    """The worker keeps its connection across tasks (CELERY_DB_REUSE_MAX, as `make run` runs it).
+    Cut it, as a database restart would: the task that finds it cut fails (its job stays QUEUED
+    for the watchdog), and the next task runs on a new connection instead of failing too."""
+    processes.worker("cut", pool="prefork")
+    first = job_enqueue(type="noop")
+    _wait_for(lambda: _job(first.pk).status == Job.Status.SUCCEEDED, processes, "a first job runs")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        assert cursor.fetchall(), "the worker held a connection to cut"
+    finds_it_cut = job_enqueue(type="noop")
+    after = job_enqueue(type="noop")
+    _wait_for(lambda: _job(after.pk).status == Job.Status.SUCCEEDED, processes, "the next job runs")
+    # Failed before it could claim: still QUEUED, which the watchdog republishes (or it ran, if
+    # the connection was replaced before it).
+    assert _job(finds_it_cut.pk).status in (Job.Status.QUEUED, Job.Status.SUCCEEDED)
+    assert _job(finds_it_cut.pk).attempts == (1 if _job(finds_it_cut.pk).status == Job.Status.SUCCEEDED else 0)
+
+
 def test_eight_concurrent_claimers_over_a_thousand_due_jobs_claim_each_exactly_once() -> None:
     now = timezone.now()
     Job.objects.bulk_create([Job(type="noop", available_at=now, trace_id="bulk") for _ in range(1000)])

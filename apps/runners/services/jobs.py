@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,11 +35,12 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from apps.core import context
 from apps.core.audit import audit_record
-from apps.core.db import fetch_prepared, instance_from_values
+from apps.core.db import instance_from_values
 from apps.core.exceptions import ApplicationError, StateConflict
 from apps.runners.models import Job, Runner
 from apps.runners.tasks import job_run as job_run_task
@@ -214,11 +216,35 @@ WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attem
 """
 
 
-def _execute_prepared(sql: str, params: dict[str, Any]) -> int:
-    """Rowcount of a hot-path statement run as a server-side prepared statement on Django's own
-    connection and transaction (apps/core/db.py explains why: planning costs more than running)."""
+@contextmanager
+def _prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor on Django's own connection and transaction whose `execute(..., prepare=True)` really
+    runs a server-side prepared statement: parsed and planned once per connection, then only bound
+    and executed (the claim and the close run once per job; planning them cost more than running).
+
+    Django turns psycopg's prepared statements off for the whole connection (prepare_threshold=None,
+    for connection poolers), and psycopg then ignores prepare=True; so they are turned on only
+    around these statements. psycopg forgets (and deallocates) them on a rollback or a new
+    connection and prepares them again on next use."""
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    raw = connection.connection
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = 0
+    try:
+        with psycopg.Cursor(raw) as cursor:
+            yield cursor
+    finally:
+        raw.prepare_threshold = threshold
+
+
+def _fetch_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
+
+
+def _execute_prepared(sql: str, params: dict[str, Any]) -> int:
+    with _prepared_cursor() as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.rowcount
 
@@ -234,10 +260,10 @@ def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -
     sql = _CLAIM_ONE_SQL if job_id is not None else _CLAIM_NEXT_SQL
     params: dict[str, Any] = {"job_id": job_id, "lease_seconds": lease_seconds, "worker": worker}
     if connection.get_autocommit():
-        rows = fetch_prepared(sql, params)  # one statement in autocommit: committed when it returns
+        rows = _fetch_prepared(sql, params)  # one statement in autocommit: committed when it returns
     else:
         with transaction.atomic(durable=True):  # raises inside a caller's transaction
-            rows = fetch_prepared(sql, params)
+            rows = _fetch_prepared(sql, params)
     if not rows:
         return None
     values = dict(zip(_CLAIMED, rows[0], strict=True))
@@ -324,6 +350,14 @@ def _handler_for(type: str) -> Callable[[Job], dict[str, Any] | None] | None:
     return import_string(dotted) if dotted else None
 
 
+def _nothing_to_commit() -> bool:
+    """True inside an atomic block that no statement has reached yet (psycopg sends BEGIN with
+    the first one) and that holds no on_commit callback: its commit or rollback would change
+    nothing."""
+    raw = connection.connection
+    return raw is not None and raw.info.transaction_status == TransactionStatus.IDLE and not connection.run_on_commit
+
+
 def job_execute(*, job_id: int, worker: str) -> Job | None:
     """Claim → handler → complete or fail. Returns the job as this worker left it, or None when
     it was not claimable (a duplicate delivery, a cancelled or finished job): nothing happens."""
@@ -344,8 +378,14 @@ def job_execute(*, job_id: int, worker: str) -> Job | None:
         try:
             with transaction.atomic():
                 result = handler(job)
-                if not job_complete(job=job, result=result):
+                untouched = _nothing_to_commit()
+                if not untouched and not job_complete(job=job, result=result):
                     raise _LeaseLost
+            # A handler that sent nothing to the database and left nothing to run on commit has
+            # nothing to roll back if the lease was lost: the close alone is the transaction, one
+            # statement in autocommit (one round trip instead of BEGIN, UPDATE and COMMIT).
+            if untouched and not job_complete(job=job, result=result):
+                raise _LeaseLost
         except _LeaseLost:
             logger.warning("job %s: lease lost on attempt %s; its writes rolled back", job.pk, job.attempts)
         except JobPermanentError as exc:
