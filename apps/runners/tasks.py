@@ -59,3 +59,10 @@ def tick_dispatch() -> None:
     from apps.runners.services.jobs import tick_dispatch as dispatch
 
     dispatch()
+
+
+@shared_task(ignore_result=True, expires=PERIODIC_EXPIRES_SECONDS)
+def reconcile_sweep() -> None:
+    from apps.runners.services.runners import reconcile_sweep as sweep
+
+    sweep()

@@ -272,7 +272,9 @@ def order_submit(
         raise ValueError("a LIVE order needs its broker client")
     pol = policy()
     halted = False
-    with transaction.atomic():
+    # durable: the order row must be COMMITTED before anything is sent, so this may not run inside
+    # a caller's transaction (a rollback after a send would leave an order at the venue, no row).
+    with transaction.atomic(durable=True):
         account = _account_row(plan.venue, plan.account)
         context = _context(plan, killed=killed(), account=account, pol=pol)
         intent = risk.OrderIntent.create(
@@ -340,7 +342,7 @@ def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> Non
             status=status, reason_code=reason_code, detail=detail[:2000], **fields
         )
 
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if killed():  # the latch moved between risk and send: nothing leaves
             close(Order.Status.CANCELLED, "RISK_KILLED", "the bot was killed before the order was sent")
             return

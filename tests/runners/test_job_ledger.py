@@ -33,7 +33,7 @@ from apps.runners.services.jobs import (
 from apps.runners.tasks import job_run
 from apps.runners.tasks import job_watchdog as job_watchdog_task
 from apps.runners.tasks import tick_dispatch as tick_dispatch_task
-from apps.telemetry.models import AuditEvent
+from apps.telemetry.models import AuditEvent, DecisionTrace
 from tests.runners import job_handlers
 
 pytestmark = pytest.mark.django_db
@@ -631,8 +631,10 @@ def test_the_tick_closes_with_a_result_naming_the_runner_and_bar() -> None:
     assert job.result == {
         "runner_id": runner.pk,
         "bar_ts": "2025-03-03T14:37:00Z",
-        "outcome": "NOOP",
-        "reason": "tick pipeline not built yet",
+        "outcome": "NO_TRADE",
+        "trace": DecisionTrace.objects.get(runner_id=runner.pk).pk,
+        "stopped_at": "guard",
+        "reason_code": "CONFIG_INVALID",  # this bot has no parameters: the tick says so, and trades nothing
     }
 
 

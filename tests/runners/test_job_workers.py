@@ -26,7 +26,7 @@ from apps.bots.models import Bot
 from apps.runners.models import Job, Runner
 from apps.runners.services.jobs import job_claim, job_enqueue, tick_dispatch
 from apps.runners.tasks import job_run
-from apps.telemetry.models import AuditEvent
+from apps.telemetry.models import AuditEvent, DecisionTrace
 from tests.runners.job_handlers import RAN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -225,8 +225,10 @@ def test_the_same_tick_job_delivered_three_times_runs_once(broker: Any, processe
     assert done.result == {
         "runner_id": runner.pk,
         "bar_ts": "2025-03-03T14:37:00Z",
-        "outcome": "NOOP",
-        "reason": "tick pipeline not built yet",
+        "outcome": "NO_TRADE",
+        "trace": DecisionTrace.objects.get(runner_id=runner.pk).pk,
+        "stopped_at": "guard",
+        "reason_code": "CONFIG_INVALID",  # this bot has no parameters: the tick says so, and trades nothing
     }
     assert tick_dispatch(now=bar_time)["existing"] == [job.pk]
     assert Job.objects.count() == 1

@@ -207,3 +207,35 @@ def test_the_bot_page_explains_why_it_traded_and_why_not(
     assert "Why it is not trading" in html and "MARKET_CLOSED" in html
     assert "in an UNKNOWN state" in html and "TRO-doubt" in html
     assert "Positions and PnL" in html
+
+
+def test_a_dispatched_tick_job_runs_the_pipeline_and_closes_with_its_trace(
+    paper: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.utils import timezone
+
+    from apps.runners.models import Job
+    from apps.runners.services.jobs import job_execute, tick_dispatch
+
+    monkeypatch.setattr(timezone, "now", lambda: BAR + timedelta(seconds=3))  # the tick runs live, at that bar
+    (job_id,) = tick_dispatch()["enqueued"]
+    job_execute(job_id=job_id, worker="w")
+    job = Job.objects.get(pk=job_id)
+    trace = DecisionTrace.objects.get(runner_id=paper.pk)
+    assert job.status == "SUCCEEDED" and job.result["trace"] == trace.pk and trace.job_id == job_id
+    assert trace.outcome == "TRADE" and not trace.replay
+    assert Order.objects.get(bot_id=paper.bot_id).status == "WORKING"  # fills on the next bar, at the next tick
+
+
+def test_running_bots_are_reconciled_on_a_schedule(paper: Runner) -> None:
+    from apps.runners.models import Job
+    from apps.runners.services.jobs import job_execute
+    from apps.runners.services.runners import reconcile_sweep
+    from apps.trading.models import ReconcileReport
+
+    (job_id,) = reconcile_sweep()["jobs"]
+    assert reconcile_sweep()["jobs"] == [job_id]  # one per bot per window
+    job_execute(job_id=job_id, worker="w")
+    report = ReconcileReport.objects.get(bot_id=paper.bot_id)
+    assert (report.trigger, report.status) == ("schedule", "MATCHED")
+    assert Job.objects.get(pk=job_id).result["status"] == "MATCHED"

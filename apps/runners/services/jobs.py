@@ -49,11 +49,18 @@ logger = logging.getLogger("tradeops.jobs")
 
 # type -> handler, as dotted paths imported on first use (like the integrations registry).
 # A handler takes the claimed Job and returns a JSON-serialisable result; it runs in the same
-# transaction as the job's completion.
+# transaction as the job's completion, except the types in OWN_TRANSACTIONS.
 JOB_HANDLERS: dict[str, str] = {
     "noop": "apps.runners.services.jobs.job_handle_noop",
-    "tick": "apps.runners.services.jobs.job_handle_tick",
+    "tick": "apps.runners.services.tick.job_handle_tick",
+    "reconcile": "apps.runners.services.runners.job_handle_reconcile",
 }
+# Handlers that commit their own work as they go, and so run outside the job's transaction: the
+# tick must commit an order row before it sends the order (a send inside an open transaction that
+# a crash rolls back would leave an order at the broker with no row). They are idempotent by
+# their own keys (one trace per runner and bar, one order per intent), so a lost lease or a second
+# run changes nothing; the close is then one fenced statement.
+OWN_TRANSACTIONS: frozenset[str] = frozenset({"tick", "reconcile"})
 
 RETRY_BACKOFF_BASE_SECONDS = 2
 # Far below the broker's visibility_timeout, so a retry's delayed message is never redelivered
@@ -376,6 +383,11 @@ def job_execute(*, job_id: int, worker: str) -> Job | None:
             )
             return job
         try:
+            if job.type in OWN_TRANSACTIONS:
+                result = handler(job)
+                if not job_complete(job=job, result=result):
+                    raise _LeaseLost
+                return job
             with transaction.atomic():
                 result = handler(job)
                 untouched = _nothing_to_commit()
@@ -589,16 +601,3 @@ def tick_dispatch(*, now: datetime | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 def job_handle_noop(job: Job) -> dict[str, Any]:
     return {"noop": True, "attempt": job.attempts}
-
-
-def job_handle_tick(job: Job) -> dict[str, Any]:
-    """The tick pipeline, a no-op until the pipeline issue lands: it names the runner and bar.
-    Fenced by the runner's generation: a runner stopped or restarted since dispatch is not ticked."""
-    payload = job.payload
-    named = {"runner_id": payload.get("runner_id"), "bar_ts": payload.get("bar_ts")}
-    runner = Runner.objects.filter(pk=named["runner_id"]).values("status", "generation").first()
-    if runner is None or runner["status"] != Runner.Status.RUNNING:
-        return {**named, "outcome": "SKIPPED", "reason": "runner is not running"}
-    if runner["generation"] != payload.get("generation"):
-        return {**named, "outcome": "SKIPPED", "reason": "runner was restarted since this tick was dispatched"}
-    return {**named, "outcome": "NOOP", "reason": "tick pipeline not built yet"}

@@ -368,3 +368,33 @@ def system_kill_all(*, actor: Any, reason: str) -> list[KillReport]:
         after={"bots": len(reports)},
     )
     return reports
+
+
+RECONCILE_EVERY_SECONDS = 300
+
+
+def reconcile_sweep(*, now: Any = None) -> dict[str, list[int]]:
+    """On a schedule: one reconcile job per RUNNING runner's bot per 5-minute window (the key makes
+    every other run in the window a no-op)."""
+    from apps.runners.services.jobs import job_enqueue
+
+    window = int((now or timezone.now()).timestamp()) // RECONCILE_EVERY_SECONDS
+    enqueued = []
+    for runner in Runner.objects.filter(status=Runner.Status.RUNNING).order_by("pk"):
+        job = job_enqueue(
+            type="reconcile",
+            payload={"bot_id": runner.bot_id, "trigger": "schedule"},
+            idempotency_key=f"reconcile:{runner.bot_id}:{window}",
+            runner=runner,
+            max_attempts=2,
+        )
+        enqueued.append(job.pk)
+    return {"jobs": enqueued}
+
+
+def job_handle_reconcile(job: Any) -> dict[str, Any]:
+    bot = Bot.objects.filter(pk=job.payload.get("bot_id")).first()
+    if bot is None:
+        return {"outcome": "SKIPPED", "reason": "the bot no longer exists"}
+    report = bot_reconcile(bot=bot, trigger=job.payload.get("trigger", "schedule"), actor_label="system:reconcile")
+    return {"bot_id": bot.pk, "report": report.pk, "status": report.status}

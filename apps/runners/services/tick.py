@@ -159,6 +159,10 @@ def tick_run(
                 )
             if bot.killed:
                 raise TickStopped(GUARD, "BOT_KILLED", f"killed: {bot.kill_reason or 'no reason given'}")
+            try:
+                needed = strategies.required_bars(bot.strategy_key, bot.parameters)
+            except strategies.StrategyInputError as exc:
+                raise TickStopped(GUARD, "CONFIG_INVALID", f"{exc.code}: {exc}") from exc
             expected_mode = Runner.Mode.LIVE if bot.stage == Bot.Stage.LIVE else Runner.Mode.SIM
             if bot.stage not in (Bot.Stage.PAPER, Bot.Stage.LIVE) or runner.mode != expected_mode:
                 raise TickStopped(
@@ -172,7 +176,6 @@ def tick_run(
                 if reason is not None:
                     raise TickStopped(HOURS, "MARKET_CLOSED", f"{spec.root} closed at {at.isoformat()} ({reason})")
         with run.stage(DATA) as entry:
-            needed = strategies.required_bars(bot.strategy_key, bot.parameters)
             try:
                 bars = market.bars(
                     spec.root,
@@ -205,9 +208,12 @@ def tick_run(
             "tick_size": str(spec.tick_size),
         }
         with run.stage(STRATEGY):
-            made = strategies.decide(
-                bot.strategy_key, bars, bot.parameters, position.quantity, tick_size=spec.tick_size
-            )
+            try:
+                made = strategies.decide(
+                    bot.strategy_key, bars, bot.parameters, position.quantity, tick_size=spec.tick_size
+                )
+            except strategies.StrategyInputError as exc:
+                raise TickStopped(STRATEGY, exc.code, str(exc)) from exc
             decision = made.as_dict()
             if made.side is None:
                 code = made.reasons[0].code if made.reasons else strategies.NO_SIGNAL
@@ -284,8 +290,6 @@ def tick_run(
         stopped_at, reason_code, message = stop.stage, stop.reason_code, stop.message
         if stop.details:
             inputs["stop_details"] = {k: v for k, v in stop.details.items() if isinstance(v, str | int | float | list)}
-    except strategies.StrategyInputError as exc:
-        stopped_at, reason_code, message = STRATEGY, exc.code, str(exc)
     return _write_trace(
         runner=runner,
         bar_ts=bar_ts,
@@ -404,3 +408,25 @@ def trace_replay(trace: DecisionTrace) -> dict[str, Any]:
     )
     again = made.as_dict()
     return {"same": again == trace.decision, "decision": again}
+
+
+def job_handle_tick(job: Any) -> dict[str, Any]:
+    """The tick job (apps/runners/services/jobs.py): runs the pipeline for the job's runner and bar,
+    fenced by the generation it was dispatched under. Answers the trace it wrote (or found)."""
+    payload = job.payload
+    bar_ts = datetime.fromisoformat(str(payload["bar_ts"]).replace("Z", "+00:00"))
+    named = {"runner_id": payload.get("runner_id"), "bar_ts": payload.get("bar_ts")}
+    trace = tick_run(runner_id=payload["runner_id"], bar_ts=bar_ts, generation=payload.get("generation"), job_id=job.pk)
+    if trace is None:
+        return {
+            **named,
+            "outcome": "SKIPPED",
+            "reason": "the runner was stopped or restarted since this tick was dispatched",
+        }
+    return {
+        **named,
+        "outcome": trace.outcome,
+        "trace": trace.pk,
+        "stopped_at": trace.stopped_at,
+        "reason_code": trace.reason_code,
+    }

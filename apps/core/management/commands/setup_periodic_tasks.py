@@ -45,6 +45,12 @@ PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
         every_seconds=10,
         description="One tick job per RUNNING runner for its last closed bar (unique per runner and bar).",
     ),
+    PeriodicSpec(
+        name=f"{PREFIX}reconcile-sweep",
+        task="apps.runners.tasks.reconcile_sweep",
+        every_seconds=300,
+        description="Reconciles every running bot's orders and position against its venue (a job per bot).",
+    ),
 )
 
 
