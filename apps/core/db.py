@@ -5,17 +5,46 @@ Django's own connection (same transaction, same test isolation)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from django.db import connection
 
 
-def fetch_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+@contextmanager
+def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor on Django's own connection and transaction whose `execute(..., prepare=True)` really
+    runs a server-side prepared statement: parsed and planned once per connection, then only bound
+    and executed.
+
+    Django turns psycopg's prepared statements off for the whole connection (prepare_threshold=None,
+    for connection poolers), and psycopg then ignores prepare=True; so they are turned on only
+    around these statements, and the ORM's own queries stay unprepared. psycopg forgets (and
+    deallocates) them on a rollback or a new connection and prepares them again on next use."""
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    raw = connection.connection
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = 0
+    try:
+        with psycopg.Cursor(raw) as cursor:
+            yield cursor
+    finally:
+        raw.prepare_threshold = threshold
+
+
+def fetch_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
+
+
+def execute_prepared(sql: str, params: dict[str, Any]) -> int:
+    """Rowcount of a prepared statement that returns no rows."""
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.rowcount
 
 
 def instance_from_values(model: type[Any], values: dict[str, Any]) -> Any:

@@ -358,14 +358,14 @@ def closes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """How each fenced close statement ran: "autocommit" (a transaction of its own) or "in the
     handler's transaction"."""
     seen: list[str] = []
-    execute = jobs._execute_prepared
+    execute = jobs.execute_prepared
 
     def spy(sql: str, params: dict[str, Any]) -> int:
         if sql == jobs._COMPLETE_SQL:
             seen.append("autocommit" if connection.get_autocommit() else "in the handler's transaction")
         return execute(sql, params)
 
-    monkeypatch.setattr(jobs, "_execute_prepared", spy)
+    monkeypatch.setattr(jobs, "execute_prepared", spy)
     return seen
 
 

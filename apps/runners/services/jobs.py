@@ -23,12 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
@@ -40,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from apps.core import context
 from apps.core.audit import audit_record
-from apps.core.db import instance_from_values
+from apps.core.db import execute_prepared, fetch_prepared, instance_from_values
 from apps.core.exceptions import ApplicationError, StateConflict
 from apps.runners.models import Job, Runner
 from apps.runners.tasks import job_run as job_run_task
@@ -223,39 +221,6 @@ WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attem
 """
 
 
-@contextmanager
-def _prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
-    """A cursor on Django's own connection and transaction whose `execute(..., prepare=True)` really
-    runs a server-side prepared statement: parsed and planned once per connection, then only bound
-    and executed (the claim and the close run once per job; planning them cost more than running).
-
-    Django turns psycopg's prepared statements off for the whole connection (prepare_threshold=None,
-    for connection poolers), and psycopg then ignores prepare=True; so they are turned on only
-    around these statements. psycopg forgets (and deallocates) them on a rollback or a new
-    connection and prepares them again on next use."""
-    connection.ensure_connection()
-    raw = connection.connection
-    threshold = raw.prepare_threshold
-    raw.prepare_threshold = 0
-    try:
-        with psycopg.Cursor(raw) as cursor:
-            yield cursor
-    finally:
-        raw.prepare_threshold = threshold
-
-
-def _fetch_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
-
-
-def _execute_prepared(sql: str, params: dict[str, Any]) -> int:
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.rowcount
-
-
 def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -> Job | None:
     """Lease one due job (QUEUED, or FAILED whose back-off has passed): the given one, else the
     oldest. Returns None when there is nothing to claim: the job is running under another lease,
@@ -267,10 +232,10 @@ def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -
     sql = _CLAIM_ONE_SQL if job_id is not None else _CLAIM_NEXT_SQL
     params: dict[str, Any] = {"job_id": job_id, "lease_seconds": lease_seconds, "worker": worker}
     if connection.get_autocommit():
-        rows = _fetch_prepared(sql, params)  # one statement in autocommit: committed when it returns
+        rows = fetch_prepared(sql, params)  # one statement in autocommit: committed when it returns
     else:
         with transaction.atomic(durable=True):  # raises inside a caller's transaction
-            rows = _fetch_prepared(sql, params)
+            rows = fetch_prepared(sql, params)
     if not rows:
         return None
     values = dict(zip(_CLAIMED, rows[0], strict=True))
@@ -288,7 +253,7 @@ def _fenced(job: Job) -> QuerySet[Job]:
 def job_complete(*, job: Job, result: dict[str, Any] | None = None) -> bool:
     """Close a claimed job as SUCCEEDED. False (and nothing written) when the caller no longer
     holds the lease (the same condition as _fenced, as one prepared statement: it runs per job)."""
-    closed = _execute_prepared(
+    closed = execute_prepared(
         _COMPLETE_SQL,
         {
             "result": Jsonb(result) if result is not None else None,
