@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,6 +75,7 @@ class StubServer:
         self.requests: list[StubRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: list[socket.socket] = []
 
     # -- to implement -------------------------------------------------------------------------
     def handle(self, request: StubRequest) -> StubResponse:
@@ -121,8 +124,23 @@ class StubServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        stub_connections = self._connections
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                # Kept, so that stop() also closes keep-alive connections: a stopped stub refuses.
+                connection, address = super().get_request()
+                stub_connections.append(connection)
+                return connection, address
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A stalled answer written after the client gave up (or after stop()) is expected.
+                if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
         return self
@@ -131,6 +149,9 @@ class StubServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def last(self) -> StubRequest:
         return self.requests[-1]

@@ -37,11 +37,8 @@ closes open keep-alive connections, so that a stopped stub refuses connections.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
-import socket
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -122,7 +119,6 @@ class IronbeamStub(StubServer):
         self.orders: dict[str, dict[str, Any]] = {}
         self.positions: list[dict[str, Any]] = copy.deepcopy(POSITIONS)
         self._book = threading.Lock()
-        self._connections: list[socket.socket] = []
 
     # -- helpers for tests --------------------------------------------------------------------------
     def expire_tokens(self) -> None:
@@ -144,33 +140,6 @@ class IronbeamStub(StubServer):
                 for p in self.positions
                 if (p["accountId"], p["exchSym"]) == (account, symbol)
             )
-
-    def start(self) -> IronbeamStub:
-        super().start()
-        assert self._server is not None
-        accept = self._server.get_request
-
-        def get_request() -> tuple[socket.socket, Any]:
-            connection, address = accept()
-            self._connections.append(connection)
-            return connection, address
-
-        self._server.get_request = get_request  # type: ignore[method-assign]
-        report = self._server.handle_error
-
-        def handle_error(request: Any, address: Any) -> None:
-            # A stalled answer written after the client gave up (or after stop()) is expected here.
-            if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
-                report(request, address)
-
-        self._server.handle_error = handle_error  # type: ignore[method-assign]
-        return self
-
-    def stop(self) -> None:
-        super().stop()
-        for connection in self._connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
     # -- protocol -----------------------------------------------------------------------------------
     def _bearer_ok(self, request: StubRequest) -> bool:
