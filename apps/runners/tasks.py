@@ -29,14 +29,17 @@ def _replace_a_lost_database_connection(**kwargs: Any) -> None:
         connection.close()
 
 
-# acks_late is safe here (R14): job_execute claims the row first, so a redelivered or duplicate
-# message finds it RUNNING or closed and does nothing. reject_on_worker_lost stays off: a worker
-# killed mid-job is the watchdog's to requeue, counted against max_attempts, not the broker's to
-# redeliver forever (RELIABILITY J4/J6). The time limits end a job before its lease does, so a
-# lease never expires under a live worker (prefork pool; the solo pool cannot enforce them).
+# Early ack (Celery's default), deliberately: the message only nudges a worker; the job row is the
+# truth. A message lost with its worker (acked, never claimed) leaves the row QUEUED, and the
+# watchdog republishes it after STALE_QUEUED_AFTER (5 minutes); a worker killed mid-job leaves a
+# lease the watchdog requeues, counted against max_attempts (RELIABILITY J4/J6). acks_late would
+# add only the broker's own redelivery, after its visibility_timeout (1 hour: later than the
+# watchdog), and it costs throughput (a worker takes its next message only after the ack). A
+# duplicate or redelivered message finds the row RUNNING or closed and does nothing either way.
+# The time limits end a job before its lease does, so a lease never expires under a live worker
+# (prefork pool; the solo pool cannot enforce them).
 @shared_task(
     bind=True,
-    acks_late=True,
     ignore_result=True,
     time_limit=settings.JOB_LEASE_SECONDS,
     soft_time_limit=settings.JOB_LEASE_SECONDS * 0.8,
