@@ -239,3 +239,33 @@ def test_running_bots_are_reconciled_on_a_schedule(paper: Runner) -> None:
     report = ReconcileReport.objects.get(bot_id=paper.bot_id)
     assert (report.trigger, report.status) == ("schedule", "MATCHED")
     assert Job.objects.get(pk=job_id).result["status"] == "MATCHED"
+
+
+def test_phase_6_step_5_a_started_paper_bot_ticks_and_proves_use(
+    token_client: Any, provider_stub: Any, client: Any, viewer: Any
+) -> None:
+    """The seed's Phase 6 step 5, end to end through the API: a PAPER bot started through every gate,
+    ticked via as_of; usage events increase for its data provider, the tick is traced, its SIM order
+    fills on the stub's next bar, and the bot page and the Connections tab show it."""
+    from apps.integrations.services import integration_verify
+    from apps.telemetry.services import heartbeat_record
+
+    provider_stub("databento")
+    assert integration_verify(provider="databento").ok
+    heartbeat_record(component="beat", instance="beat@t")
+    heartbeat_record(component="worker", instance="worker@t")
+    bot = BotFactory(stage=Bot.Stage.PAPER, timeframe="1m")
+    operator = token_client("operator")
+    started = operator.post("/api/runners/start", {"bot_id": bot.pk}, format="json")
+    assert started.status_code == 200, started.json()
+    before = IntegrationUsageEvent.objects.filter(provider="databento").count()
+    body = operator.post(f"/api/runners/{started.json()['id']}/tick", {"as_of": AS_OF.isoformat()}, format="json")
+    trace = body.json()
+    assert trace["outcome"] == "TRADE" and trace["order"]["status"] == "FILLED"
+    assert IntegrationUsageEvent.objects.filter(provider="databento").count() > before
+    client.force_login(viewer)
+    page = client.get(f"/bots/{bot.pk}/").content.decode()
+    assert trace["order"]["client_order_id"] in page and "filled 1 @" in page
+    calls = IntegrationUsageEvent.objects.filter(provider="databento").count()  # verify + the tick's bar fetches
+    connections = client.get("/connections/").content.decode()
+    assert f">{calls} calls</a>" in connections
