@@ -7,13 +7,22 @@ import os
 from typing import Any
 
 from celery import shared_task
-from celery.signals import task_prerun
+from celery.signals import task_prerun, worker_process_init
 from django.conf import settings
 from django.db import connection
 
 # A periodic message older than this is dropped: when workers come back after an outage, one
 # run of each catches up; a backlog of identical runs would only repeat it.
 PERIODIC_EXPIRES_SECONDS = 60
+
+
+@worker_process_init.connect
+def _warm_up_market_hours(**kwargs: Any) -> None:
+    """Each pool process builds the trading calendars once when it starts (about a second with the
+    pandas import), so the first tick of a bar does not pay for it."""
+    from apps.market import hours
+
+    hours.warm_up()
 
 
 @task_prerun.connect
