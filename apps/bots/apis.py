@@ -20,6 +20,7 @@ from apps.core.permissions import IsOperator, IsViewer
 from apps.market import selectors as market_selectors
 from apps.telemetry import selectors as telemetry_selectors
 from apps.trading import selectors as trading_selectors
+from apps.trading import services as trading_services
 
 
 class BotOutputSerializer(serializers.Serializer):
@@ -332,3 +333,27 @@ class BotPerformanceApi(APIView):
             bot_id=bot.pk, mark=latest.close if latest else None, mark_at=latest.ts if latest else None
         )
         return Response({**performance, "trace_id": ensure_trace_id()})
+
+
+class BotTradingStateApi(APIView):
+    """POST /api/bots/{id}/trading-state {"state", "reason"}: a person's decision (RELIABILITY R8,
+    R10): return a HALTED or REDUCING bot to ACTIVE, or restrict it. Operator, with a reason; audited."""
+
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        state = serializers.ChoiceField(choices=["ACTIVE", "REDUCING", "HALTED"])
+        reason = serializers.CharField(max_length=1000)
+
+        class Meta:
+            ref_name = "BotTradingStateInput"
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, bot_id: int) -> Response:
+        bot = selectors.bot_get(bot_id=bot_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changed = trading_services.trading_state_change(
+            bot_id=bot.pk, state=data.validated_data["state"], reason=data.validated_data["reason"], actor=request.user
+        )
+        return Response({"bot_id": bot.pk, **changed, "trace_id": ensure_trace_id()})

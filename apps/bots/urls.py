@@ -41,6 +41,7 @@ urlpatterns = [
     path("starter-pack", apis.BotStarterPackApi.as_view(), name="starter-pack"),
     path("<int:bot_id>", by_method(get=apis.BotDetailApi, patch=apis.BotUpdateApi), name="detail"),
     path("<int:bot_id>/promote", apis.BotPromoteApi.as_view(), name="promote"),
+    path("<int:bot_id>/trading-state", apis.BotTradingStateApi.as_view(), name="trading-state"),
     path("<int:bot_id>/performance", apis.BotPerformanceApi.as_view(), name="performance"),
     path("<int:bot_id>/decision-traces", apis.BotDecisionTraceListApi.as_view(), name="decision-traces"),
 ]

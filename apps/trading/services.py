@@ -37,6 +37,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from apps.core.audit import audit_record
+from apps.core.exceptions import ApplicationError
 from apps.integrations.errors import IntegrationError
 from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue
 from apps.market import instruments
@@ -253,6 +254,27 @@ def trading_state_set(
         reason=reason,
     )
     return True
+
+
+def trading_state_change(*, bot_id: int, state: str, reason: str, actor: Any) -> dict[str, Any]:
+    """A person sets a bot's trading state (the way out of HALTED or REDUCING). Needs a reason."""
+    if not reason or not reason.strip():
+        raise ApplicationError(
+            "A trading-state change needs a reason.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            extra={"fields": {"reason": ["This field is required."]}},
+        )
+    label = actor.get_username() if getattr(actor, "is_authenticated", False) else ""
+    if not label:
+        raise ApplicationError(
+            "Only a signed-in person changes a trading state.", error_code="FORBIDDEN", status_code=403
+        )
+    with transaction.atomic():
+        changed = trading_state_set(
+            bot_id=bot_id, state=state, reason_code="OPERATOR", reason=reason, actor_label=label, actor=actor
+        )
+    return {"state": state, "changed": changed}
 
 
 def order_submit(

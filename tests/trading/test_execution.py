@@ -238,3 +238,37 @@ def test_each_venue_names_the_front_contract_its_own_way() -> None:
     assert venue_symbol("ES", "tradovate", datetime(2026, 12, 15, 16, 0, tzinfo=UTC)) == "ESH7"  # rolled
     with pytest.raises(ValueError):
         venue_symbol("MCL", "tradovate", at)
+
+
+@pytest.mark.django_db
+def test_a_halted_bot_returns_to_active_only_by_a_person_with_a_reason(token_client: Any) -> None:
+    from tests.bots.factories import BotFactory
+
+    bot = BotFactory()
+    TradingState.objects.create(bot_id=bot.pk, state="HALTED", reason_code="RISK_REPEATED_BREACHES")
+    url = f"/api/bots/{bot.pk}/trading-state"
+    assert token_client("viewer").post(url, {"state": "ACTIVE", "reason": "ok"}, format="json").status_code == 403
+    assert token_client("operator").post(url, {"state": "ACTIVE"}, format="json").status_code == 400
+    response = token_client("operator").post(url, {"state": "ACTIVE", "reason": "limits reviewed"}, format="json")
+    assert response.status_code == 200 and response.json()["changed"] is True
+    state = TradingState.objects.get(bot_id=bot.pk)
+    assert (state.state, state.reason) == ("ACTIVE", "limits reviewed")
+    change = AuditEvent.objects.get(action="trading.state_changed")
+    assert change.before == {"state": "HALTED"} and change.actor_label.startswith("operator")
+
+
+@pytest.mark.django_db
+def test_the_ledger_is_read_only_in_the_admin_and_an_account_cap_is_audited(client: Any) -> None:
+    from tests.factories import UserFactory
+
+    admin_client = client
+    admin_client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    services.order_submit(_plan(), killed=_alive)
+    order = Order.objects.get()
+    assert admin_client.get(f"/admin/trading/order/{order.pk}/change/").status_code == 200
+    assert admin_client.post(f"/admin/trading/order/{order.pk}/change/", {"status": "FILLED"}).status_code == 403
+    response = admin_client.post(
+        "/admin/trading/accountrisk/add/", {"venue": "tradovate", "account": "A1", "max_contracts": 6}
+    )
+    assert response.status_code == 302
+    assert AuditEvent.objects.get(action="trading.account_cap_set").after["max_contracts"] == 6
