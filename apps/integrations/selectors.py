@@ -335,13 +335,13 @@ def system_status() -> dict[str, Any]:
                 )
             )
 
-    supervisor_last_run_at = None  # the autonomy supervisor arrives with the bots and runners release
+    supervisor_last_run_at = None  # the autonomy supervisor is not built yet
     warnings.append(
         _issue(
             "SUPERVISOR_UNAVAILABLE",
             "supervisor",
             "The autonomy supervisor has not run.",
-            "The autonomy supervisor ships with the bots and runners release; until it runs, autonomy stays off.",
+            "The autonomy supervisor is not built yet; until it runs, autonomy stays off (status at best DEGRADED).",
             degrades=True,
         )
     )
