@@ -407,12 +407,11 @@ def sim_settle(
         raise ValueError(f"unknown instrument {instrument}")
     model = model or sim_fill_model()
     report = SettleReport()
+    working_filter = {"bot_id": bot_id, "instrument": instrument, "mode": SIM, "status": Order.Status.WORKING}
+    if not Order.objects.filter(**working_filter).exists():
+        return report  # nothing to fill: no transaction, no lock (most ticks)
     with transaction.atomic():
-        working = list(
-            Order.objects.select_for_update()
-            .filter(bot_id=bot_id, instrument=instrument, mode=SIM, status=Order.Status.WORKING)
-            .order_by("created_at", "id")
-        )
+        working = list(Order.objects.select_for_update().filter(**working_filter).order_by("created_at", "id"))
         for order in working:
             for bar in bars:
                 if bar.ts < order.bar_ts:
