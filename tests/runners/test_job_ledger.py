@@ -29,6 +29,7 @@ from apps.runners.services.jobs import (
     job_retry,
     job_watchdog,
     tick_dispatch,
+    tick_enqueue,
 )
 from apps.runners.tasks import job_run
 from apps.runners.tasks import job_watchdog as job_watchdog_task
@@ -680,3 +681,32 @@ def test_the_tick_dispatch_task_twice_enqueues_one_tick(monkeypatch: pytest.Monk
     tick_dispatch_task.delay()
     tick_dispatch_task.delay()
     assert list(Job.objects.values_list("idempotency_key", flat=True)) == [f"tick:{runner.pk}:2025-03-03T14:37:00Z"]
+
+
+def test_one_dispatch_inserts_every_new_tick_together_and_publishes_each_once_committed(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    runners = [_runner(name=f"bot {i}") for i in range(3)]
+    at = datetime(2025, 3, 3, 14, 37, 42, tzinfo=UTC)
+    with django_capture_on_commit_callbacks() as published:
+        report = tick_dispatch(now=at)
+    assert len(report["enqueued"]) == 3 and len(published) == 3
+    assert {j.runner_id for j in Job.objects.filter(type="tick")} == {r.pk for r in runners}
+    with django_capture_on_commit_callbacks() as again:
+        assert sorted(tick_dispatch(now=at)["existing"]) == sorted(report["enqueued"])
+    assert again == []
+
+
+def test_a_dispatch_racing_another_falls_back_to_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _runner(name="a"), _runner(name="b")
+    at = datetime(2025, 3, 3, 14, 37, 42, tzinfo=UTC)
+    taken, _ = tick_enqueue(runner=first, bar_ts=datetime(2025, 3, 3, 14, 37, tzinfo=UTC))
+    real_filter = Job.objects.filter
+
+    def blind(*args: Any, **kwargs: Any) -> Any:  # the other dispatcher's row is not seen by the first read
+        return real_filter(pk=-1) if "idempotency_key__in" in kwargs else real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(Job.objects, "filter", blind)
+    report = tick_dispatch(now=at)
+    assert taken.pk in report["existing"] and len(report["enqueued"]) == 1
+    assert Job.objects.count() == 2 and Job.objects.get(runner=second).type == "tick"

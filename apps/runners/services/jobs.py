@@ -531,23 +531,33 @@ def tick_enqueue(*, runner: Runner, bar_ts: datetime) -> tuple[Job, bool]:
     generation, so a tick dispatched before a stop or restart does nothing."""
     return _job_enqueue(
         type="tick",
-        payload={
-            "runner_id": runner.pk,
-            "bot_id": runner.bot_id,
-            "bar_ts": _bar_label(bar_ts),
-            "generation": runner.generation,
-        },
+        payload=_tick_payload(runner, bar_ts),
         idempotency_key=tick_key(runner_id=runner.pk, bar_ts=bar_ts),
         runner=runner,
-        max_attempts=3,
+        max_attempts=TICK_MAX_ATTEMPTS,
     )
+
+
+TICK_MAX_ATTEMPTS = 3
+
+
+def _tick_payload(runner: Runner, bar_ts: datetime) -> dict[str, Any]:
+    return {
+        "runner_id": runner.pk,
+        "bot_id": runner.bot_id,
+        "bar_ts": _bar_label(bar_ts),
+        "generation": runner.generation,
+    }
 
 
 def tick_dispatch(*, now: datetime | None = None) -> dict[str, Any]:
     """One tick job per RUNNING runner for the last closed bar of its bot's timeframe. Runs every
-    few seconds; the (runner, bar) key makes every run after the first in a bar a no-op."""
+    few seconds; the (runner, bar) key makes every run after the first in a bar a no-op. The new
+    jobs of one run are inserted together and published once committed (one transaction for 500
+    runners, not 500)."""
     now = now or timezone.now()
     report: dict[str, Any] = {"enqueued": [], "existing": [], "skipped": []}
+    wanted: dict[str, tuple[Runner, datetime]] = {}
     for runner in Runner.objects.filter(status=Runner.Status.RUNNING).select_related("bot").order_by("pk"):
         seconds = timeframe_seconds(runner.bot.timeframe)
         if seconds is None:
@@ -556,9 +566,37 @@ def tick_dispatch(*, now: datetime | None = None) -> dict[str, Any]:
             logger.error("runner %s (bot %s) not ticked: %s", runner.pk, runner.bot_id, reason)
             report["skipped"].append({"runner_id": runner.pk, "reason": reason})
             continue
-        job, created = tick_enqueue(runner=runner, bar_ts=last_closed_bar(now, seconds))
-        report["enqueued" if created else "existing"].append(job.pk)
+        bar_ts = last_closed_bar(now, seconds)
+        wanted[tick_key(runner_id=runner.pk, bar_ts=bar_ts)] = (runner, bar_ts)
+    existing = dict(Job.objects.filter(idempotency_key__in=list(wanted)).values_list("idempotency_key", "id"))
+    report["existing"] = sorted(existing.values())
+    new = [_tick_job(runner, bar_ts) for key, (runner, bar_ts) in wanted.items() if key not in existing]
+    if not new:
+        return report
+    try:
+        with transaction.atomic():
+            created = Job.objects.bulk_create(new)
+            for job in created:
+                _publish(job.pk)
+        report["enqueued"] = [job.pk for job in created]
+    except IntegrityError:  # another dispatcher took some of these keys meanwhile: one by one
+        for job in new:
+            runner, bar_ts = wanted[job.idempotency_key or ""]
+            one, made = tick_enqueue(runner=runner, bar_ts=bar_ts)
+            report["enqueued" if made else "existing"].append(one.pk)
     return report
+
+
+def _tick_job(runner: Runner, bar_ts: datetime) -> Job:
+    return Job(
+        type="tick",
+        payload=_tick_payload(runner, bar_ts),
+        idempotency_key=tick_key(runner_id=runner.pk, bar_ts=bar_ts),
+        runner=runner,
+        max_attempts=TICK_MAX_ATTEMPTS,
+        available_at=timezone.now(),
+        trace_id=context.ensure_trace_id(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
