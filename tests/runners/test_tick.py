@@ -161,32 +161,40 @@ def test_performance_is_computed_from_fills_and_unknown_is_null_with_a_reason(to
     assert body["mark"]["price"] is not None and body["unknown_orders"] == 0
 
 
+@pytest.mark.parametrize(
+    ("venue", "account", "symbol_field", "symbol"),
+    [("tradovate", "DEMO123457", "symbol", "MESZ5"), ("ironbeam", "51395670", "exchSym", "XCME:MES.Z25")],
+)
 def test_a_live_tick_sends_one_order_to_the_broker_through_risk(
-    provider_stub: Any, monkeypatch: pytest.MonkeyPatch
+    provider_stub: Any, monkeypatch: pytest.MonkeyPatch, venue: str, account: str, symbol_field: str, symbol: str
 ) -> None:
+    import importlib
+
     from django.utils import timezone
 
-    from apps.integrations.tradovate import client as tradovate
     from apps.trading.models import AccountRisk
 
-    tradovate.clear_token_cache()
+    broker_module = importlib.import_module(f"apps.integrations.{venue}.client")
+    broker_module.clear_token_cache()
     provider_stub("databento")
-    broker = provider_stub("tradovate")
-    bar = datetime(2025, 12, 9, 16, 0, tzinfo=UTC)  # a Tuesday before the December roll: MESZ5
+    broker = provider_stub(venue)
+    bar = datetime(2025, 12, 9, 16, 0, tzinfo=UTC)  # a Tuesday before the December roll: the Z5 contract
     monkeypatch.setattr(timezone, "now", lambda: bar + timedelta(seconds=4))  # the tick runs live, at that bar
-    bot = BotFactory(stage=Bot.Stage.LIVE, venue=Bot.Venue.TRADOVATE, broker_account="DEMO123457", timeframe="1m")
-    AccountRisk.objects.create(venue="tradovate", account="DEMO123457", max_contracts=4)
+    bot = BotFactory(stage=Bot.Stage.LIVE, venue=venue, broker_account=account, timeframe="1m")
+    AccountRisk.objects.create(venue=venue, account=account, max_contracts=4)
     runner = Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.LIVE, generation=2)
     trace = tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2)
     assert trace is not None and trace.outcome == "TRADE", (trace.stopped_at, trace.reason_code, trace.message)
     assert trace.mode == "LIVE" and trace.order["status"] == "WORKING"
     (placed,) = broker.placed
-    assert placed["clOrdId"] == trace.order["client_order_id"] and placed["symbol"] == "MESZ5"
+    assert placed[symbol_field] == symbol and placed.get("quantity", placed.get("orderQty")) == 1
+    if venue == "tradovate":  # Tradovate keeps our id (clOrdId); Ironbeam has no field for it
+        assert placed["clOrdId"] == trace.order["client_order_id"]
     assert {c["name"] for c in trace.risk} >= {"kill_latch", "price_collar", "account_limit"}
     # Delivered again (a redelivered job): the same trace, no second order.
     assert tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2).pk == trace.pk
     assert len(broker.placed) == 1
-    tradovate.clear_token_cache()
+    broker_module.clear_token_cache()
 
 
 def test_the_bot_page_explains_why_it_traded_and_why_not(
