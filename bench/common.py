@@ -7,6 +7,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -91,3 +92,26 @@ def load(
         p50_ms=statistics.median(latencies) if latencies else float("nan"),
         p95_ms=latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan"),
     )
+
+
+def stop_processes(processes: list[Any]) -> None:
+    """SIGTERM each started process (a `celery worker` in its own session), wait, then SIGKILL its
+    whole process group: no pool process may outlive a benchmark."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    for proc in processes:  # a pool process left by a killed parent
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -49,7 +49,7 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import setup_django  # noqa: E402
+from bench.common import setup_django, stop_processes  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_JOBS", 1_000))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 8))
@@ -149,19 +149,7 @@ class Bench:
         self.wait(answered, 60, f"{processes} worker(s) to start and answer a ping", 0.2)
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=5)
-        for worker in self.workers:  # a pool process left by a killed parent
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_processes(self.workers)
 
     def control(self, command: str) -> None:
         self.waiting_for = f"{command} replies from {self.nodes}"

@@ -76,7 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import tick_clock  # noqa: E402
-from bench.common import setup_django  # noqa: E402
+from bench.common import setup_django, stop_processes  # noqa: E402
 
 BOTS = int(os.environ.get("BENCH_BOTS", 500))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
@@ -247,19 +247,7 @@ class Bench:
         self.wait(answered, 60, "the worker (2 pool processes) to start and answer a ping", 0.2)
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=5)
-        for worker in self.workers:  # a pool process left by a killed parent
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_processes(self.workers)
 
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str, interval: float) -> None:
         self.waiting_for = what
