@@ -18,4 +18,6 @@ urlpatterns = [
     path("<int:bot_id>/demote", views.bot_demote, name="demote"),
     path("<int:bot_id>/kill", views.bot_kill, name="kill"),
     path("<int:bot_id>/unkill", views.bot_unkill, name="unkill"),
+    path("<int:bot_id>/reconcile", views.bot_reconcile, name="reconcile"),
+    path("<int:bot_id>/trading-state", views.bot_trading_state, name="trading-state"),
 ]

@@ -31,6 +31,7 @@ from apps.runners.selectors import jobs as job_selectors
 from apps.runners.selectors import runners as runner_selectors
 from apps.runners.services import jobs as job_services
 from apps.runners.services import runners as runner_services
+from apps.trading import services as trading_services
 
 BOT_PAGE = "runners/bot_detail.html"
 RUNNER_LIST = "runners/runner_list.html"
@@ -171,6 +172,39 @@ def bot_unkill(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
         if cleared:
             return {"message": "Unkilled: the kill latch is clear. Nothing was restarted; start the runner when ready."}
         return {"message": "The bot was not killed; nothing changed."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_reconcile(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        report = runner_services.bot_reconcile(bot=bot, actor=request.user)
+        details = report.report
+        said = f"Reconcile {report.pk}: {report.status}"
+        if details.get("failure"):
+            said += f" — {details['failure']}"
+        elif details.get("unsettled"):
+            said += f" — {len(details['unsettled'])} difference(s) it could not settle; the bot is HALTED"
+        elif details.get("fixed"):
+            said += f" — {len(details['fixed'])} fixed"
+        return {"message": said + "."}
+
+    return _bot_action(request, bot_id, act)
+
+
+@require_POST
+@login_required
+def bot_trading_state(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    def act(bot: Bot) -> dict[str, Any]:
+        state = request.POST.get("state", "")
+        if state not in ("ACTIVE", "REDUCING", "HALTED"):
+            raise ApplicationError("Choose ACTIVE, REDUCING or HALTED.", error_code="VALIDATION_ERROR", status_code=400)
+        done = trading_services.trading_state_change(
+            bot_id=bot.pk, state=state, reason=_reason(request), actor=request.user
+        )
+        return {"message": f"Trading state {state}." if done["changed"] else f"Already {state}; nothing changed."}
 
     return _bot_action(request, bot_id, act)
 

@@ -390,3 +390,22 @@ def test_the_jobs_page_polls_only_while_a_job_can_move(viewer: Any) -> None:
     Job.objects.filter(pk=retrying.pk).update(status=Job.Status.DEAD)
     Runner.objects.filter(pk=r1.pk).update(status=Runner.Status.RUNNING)
     assert client.get("/jobs/", {"runner": r1.pk}).status_code == 200  # a running runner dispatches ticks
+
+
+def test_reconcile_and_trading_state_from_the_bot_page(operator: Any, viewer: Any) -> None:
+    from apps.trading.models import ReconcileReport, TradingState
+
+    bot = BotFactory(stage=Bot.Stage.PAPER)
+    TradingState.objects.create(bot_id=bot.pk, state="HALTED", reason_code="RECONCILE_MISMATCH")
+    assert _client(viewer).post(f"/bots/{bot.pk}/reconcile").status_code == 403
+    client = _client(operator)
+    page = client.get(f"/bots/{bot.pk}/").content.decode()
+    assert '<span class="bad">HALTED</span>' in page
+    answer = client.post(f"/bots/{bot.pk}/reconcile").content.decode()
+    report = ReconcileReport.objects.get(bot_id=bot.pk)
+    assert f"Reconcile {report.pk}: MATCHED." in answer
+    refused = client.post(f"/bots/{bot.pk}/trading-state", {"state": "ACTIVE", "reason": ""}).content.decode()
+    assert "VALIDATION_ERROR" in refused and TradingState.objects.get(bot_id=bot.pk).state == "HALTED"
+    done = client.post(f"/bots/{bot.pk}/trading-state", {"state": "ACTIVE", "reason": "differences settled by hand"})
+    assert "Trading state ACTIVE." in done.content.decode()
+    assert TradingState.objects.get(bot_id=bot.pk).state == "ACTIVE"

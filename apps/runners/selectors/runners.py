@@ -18,7 +18,7 @@ from apps.runners.models import Job, Runner
 from apps.runners.selectors.jobs import PENDING_STATUSES, job_list
 from apps.telemetry.models import AuditEvent, DecisionTrace
 from apps.telemetry.selectors import audit_event_list, blocking_reasons, decision_trace_list
-from apps.trading.models import Order
+from apps.trading.models import Order, TradingState
 from apps.trading.selectors import bot_performance
 
 ACTIVE_STATUSES = (Runner.Status.STARTING, Runner.Status.RUNNING, Runner.Status.STOPPING)
@@ -58,6 +58,7 @@ class BotRuntime:
     not_traded: list[DecisionTrace]  # "why it is not trading": the latest NO_TRADE traces
     blocking: list[dict[str, Any]]  # NO_TRADE reasons over 24 h, most frequent first
     unknown_orders: list[Order]  # orders whose fate only reconcile can settle
+    trading_state: str  # ACTIVE (no row yet), REDUCING or HALTED
     performance: dict[str, Any]
 
 
@@ -81,6 +82,7 @@ def bot_runtime_get(*, bot_id: int, job_limit: int = 10, event_limit: int = 25, 
         not_traded=list(decision_trace_list(bot_id=bot.pk, outcome=DecisionTrace.Outcome.NO_TRADE)[:trace_limit]),
         blocking=blocking_reasons(bot_id=bot.pk, since=timezone.now() - timedelta(hours=24))[:8],
         unknown_orders=list(Order.objects.filter(bot_id=bot.pk, status=Order.Status.UNKNOWN).order_by("created_at")),
+        trading_state=TradingState.objects.filter(bot_id=bot.pk).values_list("state", flat=True).first() or "ACTIVE",
         performance=bot_performance(
             bot_id=bot.pk, mark=latest.close if latest else None, mark_at=latest.ts if latest else None
         ),
