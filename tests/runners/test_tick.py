@@ -277,3 +277,44 @@ def test_phase_6_step_5_a_started_paper_bot_ticks_and_proves_use(
     calls = IntegrationUsageEvent.objects.filter(provider="databento").count()  # verify + the tick's bar fetches
     connections = client.get("/connections/").content.decode()
     assert f">{calls} calls</a>" in connections
+
+
+def test_a_tick_waits_for_a_late_bar_then_trades_or_traces_stale(
+    paper: Runner, provider_stub: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """The provider has not published the bar when the tick first runs: the job runs again past the
+    re-ask window instead of tracing DATA_STALE at once; the last allowed attempt traces what it finds."""
+    from django.utils import timezone
+
+    from apps.runners.models import Job
+    from apps.runners.services.jobs import TICK_STALE_RETRIES, job_execute, tick_enqueue
+
+    settings.MARKET_DATA_RECENT_HOURS = 24 * 365 * 20  # treat the fixed bar as "now"
+    stub = provider_stub("databento")
+    stub.mode, stub.stale_lag = "stale", timedelta(minutes=2)
+    clock = {"now": BAR + timedelta(seconds=2)}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    job, _ = tick_enqueue(runner=paper, bar_ts=BAR)
+
+    def attempt() -> Job:
+        Job.objects.filter(pk=job.pk).update(available_at=BAR - timedelta(hours=1))  # due now
+        job_execute(job_id=job.pk, worker="w")
+        clock["now"] += timedelta(seconds=settings.MARKET_DATA_REFETCH_SECONDS + 1)
+        return Job.objects.get(pk=job.pk)
+
+    for _ in range(TICK_STALE_RETRIES):
+        waited = attempt()
+        assert waited.status == "FAILED" and waited.error.startswith("retry later:")
+        assert not DecisionTrace.objects.exists()  # nothing traced while it waits
+    last = attempt()
+    trace = DecisionTrace.objects.get()
+    assert last.status == "SUCCEEDED" and (trace.stopped_at, trace.reason_code) == ("market_data", "DATA_STALE")
+
+    # Another bar: the provider catches up while the tick waits, and it trades.
+    bar2 = BAR + timedelta(minutes=1)
+    clock["now"] = bar2 + timedelta(seconds=2)
+    job, _ = tick_enqueue(runner=paper, bar_ts=bar2)
+    assert attempt().status == "FAILED"
+    stub.mode = "ok"
+    assert attempt().status == "SUCCEEDED"
+    assert DecisionTrace.objects.get(bar_ts=bar2).stopped_at != "market_data"

@@ -79,6 +79,16 @@ class JobPermanentError(Exception):
     """Raised by a handler for a failure that no retry can fix: the job is dead-lettered at once."""
 
 
+class JobRetryLater(Exception):
+    """Raised by a handler that should run again later (e.g. a tick whose bar the provider does not
+    have yet): not an error, no stack trace; it counts as an attempt. `after_seconds` overrides the
+    exponential back-off."""
+
+    def __init__(self, message: str, *, after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.after_seconds = after_seconds
+
+
 class UnknownJobType(ApplicationError):
     status_code = 400
     error_code = "VALIDATION_ERROR"
@@ -272,7 +282,7 @@ def retry_backoff_seconds(attempts: int) -> int:
 
 
 @transaction.atomic
-def job_fail(*, job: Job, error: str, permanent: bool = False) -> str | None:
+def job_fail(*, job: Job, error: str, permanent: bool = False, backoff: float | None = None) -> str | None:
     """Close a claimed attempt as failed: FAILED with exponential back-off while attempts remain
     (and republished for then), else DEAD. Returns the new status, or None when the caller no
     longer holds the lease (nothing written)."""
@@ -284,7 +294,7 @@ def job_fail(*, job: Job, error: str, permanent: bool = False) -> str | None:
         )
     else:
         status = Job.Status.FAILED
-        backoff = retry_backoff_seconds(job.attempts)
+        backoff = retry_backoff_seconds(job.attempts) if backoff is None else backoff
         closed = _fenced(job).update(
             status=status,
             error=error,
@@ -367,6 +377,9 @@ def job_execute(*, job_id: int, worker: str) -> Job | None:
             logger.warning("job %s: lease lost on attempt %s; its writes rolled back", job.pk, job.attempts)
         except JobPermanentError as exc:
             job_fail(job=job, error=f"{type(exc).__name__}: {exc}", permanent=True)
+        except JobRetryLater as exc:
+            logger.info("job %s (%s) will run again after its back-off: %s", job.pk, job.type, exc)
+            job_fail(job=job, error=f"retry later: {exc}", backoff=exc.after_seconds)
         except Exception as exc:
             logger.exception("job %s (%s) failed on attempt %s", job.pk, job.type, job.attempts)
             job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
@@ -538,7 +551,11 @@ def tick_enqueue(*, runner: Runner, bar_ts: datetime) -> tuple[Job, bool]:
     )
 
 
-TICK_MAX_ATTEMPTS = 3
+# A tick may wait for its bar twice (the provider has not published it yet), each time past the
+# market data's re-ask window so the provider is asked again, then traces what it finds; one
+# attempt stays for a worker lost mid-tick.
+TICK_STALE_RETRIES = 2
+TICK_MAX_ATTEMPTS = TICK_STALE_RETRIES + 2
 
 
 def _tick_payload(runner: Runner, bar_ts: datetime) -> dict[str, Any]:

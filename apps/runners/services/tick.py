@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -41,6 +42,7 @@ from apps.market import services as market
 from apps.market.bars import MarketBar
 from apps.market.instruments import TIMEFRAME_SECONDS
 from apps.runners.models import Runner
+from apps.runners.services.jobs import TICK_STALE_RETRIES, JobRetryLater
 from apps.telemetry.models import DecisionTrace
 from apps.trading import services as execution
 from apps.trading import strategies
@@ -61,6 +63,10 @@ def _code_version() -> str:
 
 
 CODE_VERSION = _code_version()
+
+
+class TickDeferred(JobRetryLater):
+    """The bar the tick is for is not at the provider yet: run the tick again shortly, trace nothing now."""
 
 
 class TickStopped(Exception):
@@ -119,10 +125,13 @@ def tick_run(
     generation: int | None = None,
     job_id: int | None = None,
     replay: bool = False,
+    defer_stale: bool = False,
 ) -> DecisionTrace | None:
     """Run the tick of `runner_id` for the bar that closed at `bar_ts`. Returns its trace, or None
     when the tick is fenced (the runner was stopped or restarted since it was dispatched: that
-    tick belongs to no running runner). A bar already ticked returns its existing trace."""
+    tick belongs to no running runner). A bar already ticked returns its existing trace.
+    `defer_stale`: when the newest bar is not at the provider yet (DATA_STALE), raise TickDeferred
+    instead of tracing, so the job runs again after its back-off (its last attempt traces)."""
     runner = Runner.objects.select_related("bot").filter(pk=runner_id).first()
     if runner is None:
         return None
@@ -287,6 +296,9 @@ def tick_run(
                 message = order.detail
         outcome = DecisionTrace.Outcome.TRADE
     except TickStopped as stop:
+        if defer_stale and stop.reason_code == "DATA_STALE":
+            # Past the market data's re-ask window, or the provider would not be asked again.
+            raise TickDeferred(stop.message, after_seconds=settings.MARKET_DATA_REFETCH_SECONDS + 1) from stop
         stopped_at, reason_code, message = stop.stage, stop.reason_code, stop.message
         if stop.details:
             inputs["stop_details"] = {k: v for k, v in stop.details.items() if isinstance(v, str | int | float | list)}
@@ -416,7 +428,13 @@ def job_handle_tick(job: Any) -> dict[str, Any]:
     payload = job.payload
     bar_ts = datetime.fromisoformat(str(payload["bar_ts"]).replace("Z", "+00:00"))
     named = {"runner_id": payload.get("runner_id"), "bar_ts": payload.get("bar_ts")}
-    trace = tick_run(runner_id=payload["runner_id"], bar_ts=bar_ts, generation=payload.get("generation"), job_id=job.pk)
+    trace = tick_run(
+        runner_id=payload["runner_id"],
+        bar_ts=bar_ts,
+        generation=payload.get("generation"),
+        job_id=job.pk,
+        defer_stale=job.attempts <= TICK_STALE_RETRIES,
+    )
     if trace is None:
         return {
             **named,
