@@ -318,3 +318,23 @@ def test_a_tick_waits_for_a_late_bar_then_trades_or_traces_stale(
     stub.mode = "ok"
     assert attempt().status == "SUCCEEDED"
     assert DecisionTrace.objects.get(bar_ts=bar2).stopped_at != "market_data"
+
+
+def test_a_tick_that_keeps_crashing_still_leaves_a_trace_saying_so(
+    paper: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.runners.models import Job
+    from apps.runners.services.jobs import job_execute, tick_enqueue
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("strategy exploded")
+
+    monkeypatch.setattr(tick.strategies, "decide", broken)
+    job, _ = tick_enqueue(runner=paper, bar_ts=BAR)
+    for _ in range(job.max_attempts):
+        Job.objects.filter(pk=job.pk).update(available_at=BAR - timedelta(hours=1))
+        job_execute(job_id=job.pk, worker="w")
+    assert Job.objects.get(pk=job.pk).status == "DEAD"
+    trace = DecisionTrace.objects.get()
+    assert (trace.outcome, trace.stopped_at, trace.reason_code) == ("NO_TRADE", "pipeline", "TICK_FAILED")
+    assert "strategy exploded" in trace.message and not Order.objects.exists()

@@ -228,6 +228,10 @@ def tick_run(
                 code = made.reasons[0].code if made.reasons else strategies.NO_SIGNAL
                 raise TickStopped(STRATEGY, code, made.reasons[0].text if made.reasons else "no signal")
         with run.stage(RISK) as entry:
+            try:
+                contract = venue_symbol(spec.root, bot.venue if runner.mode == Runner.Mode.LIVE else "sim", bar_ts)
+            except ValueError as exc:
+                raise TickStopped(RISK, "CONFIG_INVALID", f"no venue symbol: {exc}") from exc
             plan = execution.OrderPlan(
                 bot_id=bot.pk,
                 generation=runner.generation,
@@ -235,7 +239,7 @@ def tick_run(
                 venue=bot.venue if runner.mode == Runner.Mode.LIVE else execution.SIM_VENUE,
                 account=bot.broker_account,
                 instrument=spec.root,
-                contract=venue_symbol(spec.root, bot.venue if runner.mode == Runner.Mode.LIVE else "sim", bar_ts),
+                contract=contract,
                 bar_ts=bar_ts,
                 leg="entry",
                 side=made.side,
@@ -424,17 +428,25 @@ def trace_replay(trace: DecisionTrace) -> dict[str, Any]:
 
 def job_handle_tick(job: Any) -> dict[str, Any]:
     """The tick job (apps/runners/services/jobs.py): runs the pipeline for the job's runner and bar,
-    fenced by the generation it was dispatched under. Answers the trace it wrote (or found)."""
+    fenced by the generation it was dispatched under. Answers the trace it wrote (or found). A tick
+    that crashes on its last allowed attempt still leaves a trace saying so (TICK_FAILED)."""
     payload = job.payload
     bar_ts = datetime.fromisoformat(str(payload["bar_ts"]).replace("Z", "+00:00"))
     named = {"runner_id": payload.get("runner_id"), "bar_ts": payload.get("bar_ts")}
-    trace = tick_run(
-        runner_id=payload["runner_id"],
-        bar_ts=bar_ts,
-        generation=payload.get("generation"),
-        job_id=job.pk,
-        defer_stale=job.attempts <= TICK_STALE_RETRIES,
-    )
+    try:
+        trace = tick_run(
+            runner_id=payload["runner_id"],
+            bar_ts=bar_ts,
+            generation=payload.get("generation"),
+            job_id=job.pk,
+            defer_stale=job.attempts <= TICK_STALE_RETRIES,
+        )
+    except JobRetryLater:
+        raise
+    except Exception as exc:
+        if job.attempts >= job.max_attempts:
+            _trace_failure(payload, bar_ts, job.pk, exc)
+        raise
     if trace is None:
         return {
             **named,
@@ -448,3 +460,28 @@ def job_handle_tick(job: Any) -> dict[str, Any]:
         "stopped_at": trace.stopped_at,
         "reason_code": trace.reason_code,
     }
+
+
+def _trace_failure(payload: dict[str, Any], bar_ts: datetime, job_id: int, exc: Exception) -> None:
+    runner = Runner.objects.select_related("bot").filter(pk=payload["runner_id"]).first()
+    if runner is None or runner.generation != payload.get("generation"):
+        return
+    try:
+        _write_trace(
+            runner=runner,
+            bar_ts=bar_ts,
+            job_id=job_id,
+            replay=False,
+            outcome=DecisionTrace.Outcome.NO_TRADE,
+            stopped_at="pipeline",
+            reason_code="TICK_FAILED",
+            message=f"{type(exc).__name__}: {exc}"[:2000],
+            decision=None,
+            checks=None,
+            order=None,
+            inputs={"config_version": runner.bot.config_version, "code_version": CODE_VERSION},
+            run=_Run(),
+            wall=timezone.now(),
+        )
+    except Exception:  # the database itself may be why the tick failed: the job row still says DEAD
+        logger.exception("tick of runner %s at %s: could not write its failure trace", runner.pk, bar_ts)
