@@ -338,3 +338,26 @@ def test_a_tick_that_keeps_crashing_still_leaves_a_trace_saying_so(
     trace = DecisionTrace.objects.get()
     assert (trace.outcome, trace.stopped_at, trace.reason_code) == ("NO_TRADE", "pipeline", "TICK_FAILED")
     assert "strategy exploded" in trace.message and not Order.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trading_tick_job_commits_its_order_row_outside_any_transaction(
+    provider_stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the test's own transaction around it (the durability checks are live): the job runs
+    the tick outside the job's transaction, so execution's durable transaction may commit the order
+    row before the (SIM) send."""
+    from django.utils import timezone
+
+    from apps.runners.models import Job
+    from apps.runners.services.jobs import job_execute, tick_dispatch
+
+    provider_stub("databento")
+    bot = BotFactory(stage=Bot.Stage.PAPER, timeframe="1m")
+    runner = Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.SIM, generation=1)
+    monkeypatch.setattr(timezone, "now", lambda: BAR + timedelta(seconds=3))
+    (job_id,) = tick_dispatch()["enqueued"]
+    job_execute(job_id=job_id, worker="w")
+    assert Job.objects.get(pk=job_id).status == "SUCCEEDED"
+    assert DecisionTrace.objects.get(runner_id=runner.pk).outcome == "TRADE"
+    assert Order.objects.get(bot_id=bot.pk).status == "WORKING"
