@@ -45,6 +45,13 @@ class Order(models.Model):
     limit_price = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     stop_price = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     reduce_only = models.BooleanField(default=False)
+    protective_stop = models.DecimalField(
+        max_digits=18,
+        decimal_places=9,
+        null=True,
+        blank=True,
+        help_text="For an entry: the stop its decision wants on the position it opens (placed once it fills).",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING_SUBMIT)
     venue_order_id = models.CharField(max_length=64, blank=True)
     filled_quantity = models.PositiveIntegerField(default=0)

@@ -26,7 +26,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -84,6 +84,7 @@ class OrderPlan:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     origin: str = risk.IntentOrigin.STRATEGY
+    protective_stop: Decimal | None = None  # an entry's stop, placed as a STOP order once it fills
 
 
 @dataclass
@@ -328,6 +329,7 @@ def order_submit(
             limit_price=plan.limit_price,
             stop_price=plan.stop_price,
             reduce_only=intent.reduces_position,
+            protective_stop=plan.protective_stop,
             status=Order.Status.PENDING_SUBMIT if verdict.allowed else Order.Status.REJECTED_RISK,
             reference_price=plan.reference_price,
             bar_ts=plan.bar_ts,
@@ -533,3 +535,94 @@ def orders_cancel_for_kill(*, bot_id: int, reason: str, venue: OrderVenue | None
         else:
             counts["left_for_reconcile"] += 1
     return dict(counts)
+
+
+# -- protective stops --------------------------------------------------------------------------
+# An entry carries the stop its decision wanted (Order.protective_stop). Once the entry has filled,
+# the position is protected by one working STOP order on the other side for its whole size; the
+# tick keeps that true (protection_sync) and clears the stop before a new entry (a reversal or an
+# exit replaces it). A STOP order goes through risk like any order (it reduces, so REDUCING allows
+# it; its price is not collared: refusing a protective stop would leave the position naked).
+
+
+def working_stops(*, bot_id: int, instrument: str) -> list[Order]:
+    return list(
+        Order.objects.filter(
+            bot_id=bot_id, instrument=instrument, order_type=Order.Type.STOP, status__in=Order.OPEN_STATUSES
+        ).order_by("created_at", "id")
+    )
+
+
+def order_cancel(order: Order, *, venue: OrderVenue | None, reason: str) -> bool:
+    """Cancel one open order. SIM: in the ledger. LIVE: at the broker; on its acknowledgement the
+    order is CANCELLED here (a fill that raced the cancel is caught by reconcile's position check).
+    An order the broker cannot be asked about (no broker id) is not cancelled: False."""
+    now = timezone.now()
+    if order.mode == SIM:
+        return bool(
+            Order.objects.filter(pk=order.pk, status__in=Order.OPEN_STATUSES).update(
+                status=Order.Status.CANCELLED, reason_code="CANCELLED", detail=reason[:2000], closed_at=now
+            )
+        )
+    if not order.venue_order_id or venue is None:
+        return False
+    try:
+        venue.cancel_order(account=order.account, broker_order_id=order.venue_order_id)
+    except IntegrationError as exc:
+        logger.warning("cancel of %s failed: %s", order.client_order_id, exc.message)
+        return False
+    return bool(
+        Order.objects.filter(pk=order.pk, status__in=Order.OPEN_STATUSES).update(
+            status=Order.Status.CANCELLED, reason_code="CANCELLED", detail=reason[:2000], closed_at=now
+        )
+    )
+
+
+def protection_clear(*, bot_id: int, instrument: str, venue: OrderVenue | None, reason: str) -> list[str]:
+    """Cancel the bot's working stops (before an order that changes the position). Returns the
+    client order ids that could NOT be cancelled."""
+    return [o.client_order_id for o in working_stops(bot_id=bot_id, instrument=instrument)
+            if not order_cancel(o, venue=venue, reason=reason)]  # fmt: skip
+
+
+def protection_sync(plan: OrderPlan, *, killed: Callable[[], bool], venue: OrderVenue | None) -> dict[str, Any]:
+    """Make the position's protection match it: no stop when flat; otherwise exactly one working
+    STOP for the whole position, at the stop of the entry that opened it. `plan` carries the bot,
+    venue, instrument, clock and reference price; its side, quantity and leg are set here."""
+    held = position_state(bot_id=plan.bot_id, instrument=plan.instrument).quantity
+    stops = working_stops(bot_id=plan.bot_id, instrument=plan.instrument)
+    side = "SELL" if held > 0 else "BUY"
+    fitting = [o for o in stops if held and o.side == side and o.quantity - o.filled_quantity == abs(held)]
+    keep = fitting[:1]
+    cancelled = [
+        o.client_order_id for o in stops if o not in keep and order_cancel(o, venue=venue, reason="position changed")
+    ]
+    if held == 0 or keep:
+        return {"position": held, "stop": keep[0].client_order_id if keep else None, "cancelled": cancelled}
+    entry = (
+        Order.objects.filter(
+            bot_id=plan.bot_id, instrument=plan.instrument, side="BUY" if held > 0 else "SELL",
+            status=Order.Status.FILLED, protective_stop__isnull=False,
+        )
+        .order_by("-closed_at", "-id")
+        .first()
+    )  # fmt: skip
+    if entry is None:
+        return {"position": held, "stop": None, "cancelled": cancelled, "unprotected": "no entry with a stop"}
+    placed = order_submit(
+        replace(
+            plan,
+            bar_ts=entry.bar_ts,
+            leg=f"stop:{entry.pk}:{abs(held)}",
+            side=side,
+            quantity=abs(held),
+            order_type=Order.Type.STOP,
+            stop_price=entry.protective_stop,
+            limit_price=None,
+            protective_stop=None,
+        ),
+        killed=killed,
+        venue=venue,
+    )
+    order = placed.order
+    return {"position": held, "stop": order.client_order_id, "status": order.status, "cancelled": cancelled}

@@ -54,10 +54,14 @@ def test_a_forced_tick_trades_on_real_bars_fills_on_the_next_bar_and_is_explaine
     assert all(s["latency_ms"] >= 0 for s in body["stages"])
     assert body["decision"]["reasons"][0]["code"] in ("TREND_UP", "TREND_DOWN")
     assert {"close", "fast_sma", "slow_sma", "atr"} <= set(body["decision"]["features"])
-    order = Order.objects.get(bot_id=paper.bot_id)
+    order = Order.objects.get(bot_id=paper.bot_id, order_type="MARKET")
     assert order.status == "FILLED" and body["order"]["client_order_id"] == order.client_order_id
     fill = Fill.objects.get(order=order)
     assert fill.filled_at == BAR  # the bar that opened when the decision was made, not a made-up price
+    # The position it opened is protected at the decision's stop.
+    stop = Order.objects.get(bot_id=paper.bot_id, order_type="STOP")
+    assert stop.status == "WORKING" and stop.side != order.side and stop.quantity == 1
+    assert stop.stop_price == Decimal(body["decision"]["stop_price"])
     assert body["trace_id"] == response["X-Trace-Id"]
     assert DecisionTrace.objects.filter(bot_id=paper.bot_id).count() == 1
 
@@ -210,7 +214,7 @@ def test_the_bot_page_explains_why_it_traded_and_why_not(
     )  # fmt: skip
     client.force_login(viewer)
     html = client.get(f"/bots/{paper.bot_id}/").content.decode()
-    order = Order.objects.filter(bot_id=paper.bot_id, mode="SIM").get()
+    order = Order.objects.filter(bot_id=paper.bot_id, mode="SIM", order_type="MARKET").get()
     assert "Why it traded" in html and order.client_order_id in html and "filled 1 @" in html
     assert "Why it is not trading" in html and "MARKET_CLOSED" in html
     assert "in an UNKNOWN state" in html and "TRO-doubt" in html

@@ -272,3 +272,56 @@ def test_the_ledger_is_read_only_in_the_admin_and_an_account_cap_is_audited(clie
     )
     assert response.status_code == 302
     assert AuditEvent.objects.get(action="trading.account_cap_set").after["max_contracts"] == 6
+
+
+@pytest.mark.django_db
+def test_a_filled_entry_is_protected_by_its_stop_which_fills_when_the_market_trades_through() -> None:
+    entry = services.order_submit(_plan(protective_stop=D("4990.00")), killed=_alive).order
+    assert services.protection_sync(_plan(), killed=_alive, venue=None)["stop"] is None  # not filled yet: nothing
+    services.sim_settle(bot_id=1, instrument="MES", bars=[_next_bar()], timeframe_seconds=60)
+    synced = services.protection_sync(_plan(now=BAR + timedelta(minutes=1)), killed=_alive, venue=None)
+    stop = Order.objects.get(client_order_id=synced["stop"])
+    assert (stop.order_type, stop.side, stop.quantity, stop.stop_price, stop.status) == (
+        "STOP",
+        "SELL",
+        1,
+        D("4990.00"),
+        "WORKING",
+    )
+    # Synced again: the same stop, not a second one.
+    assert services.protection_sync(_plan(now=BAR + timedelta(minutes=2)), killed=_alive, venue=None)["stop"] == (
+        stop.client_order_id
+    )
+    crash = MarketBar(BAR + timedelta(minutes=1), D("4995"), D("4996"), D("4985"), D("4986"), 50)
+    services.sim_settle(bot_id=1, instrument="MES", bars=[crash], timeframe_seconds=60)
+    stop.refresh_from_db()
+    assert stop.status == "FILLED" and stop.avg_fill_price == D("4989.75")  # the stop, one tick of slippage
+    assert Position.objects.get(bot_id=1).quantity == 0
+    entry.refresh_from_db()
+    assert Position.objects.get(bot_id=1).realized_pnl == (D("4989.75") - entry.avg_fill_price) * 5
+    assert services.protection_sync(_plan(now=BAR + timedelta(minutes=3)), killed=_alive, venue=None)["stop"] is None
+
+
+@pytest.mark.django_db
+def test_a_reversal_first_clears_the_stop_so_the_position_limit_is_not_blocked() -> None:
+    services.order_submit(_plan(protective_stop=D("4990.00")), killed=_alive)
+    services.sim_settle(bot_id=1, instrument="MES", bars=[_next_bar()], timeframe_seconds=60)
+    later = BAR + timedelta(minutes=1)
+    services.protection_sync(_plan(now=later), killed=_alive, venue=None)
+    assert services.protection_clear(bot_id=1, instrument="MES", venue=None, reason="reversal") == []
+    reverse = services.order_submit(
+        _plan(bar_ts=later, side="SELL", quantity=2, now=later + timedelta(seconds=1), reference_price_at=later),
+        killed=_alive,
+    )
+    assert reverse.order.status == "WORKING", reverse.order.detail
+    assert not Order.objects.filter(order_type="STOP", status="WORKING").exists()
+
+
+@pytest.mark.django_db
+def test_a_live_stop_without_a_broker_id_cannot_be_cleared_and_says_so() -> None:
+    Order.objects.create(
+        client_order_id="TRO-stop", bot_id=1, generation=1, mode="LIVE", venue="tradovate", instrument="MES",
+        side="SELL", quantity=1, order_type="STOP", stop_price=D("4990"), bar_ts=BAR, trace_id="t", placed_at=BAR,
+        status=Order.Status.UNKNOWN,
+    )  # fmt: skip
+    assert services.protection_clear(bot_id=1, instrument="MES", venue=FakeBroker(), reason="x") == ["TRO-stop"]

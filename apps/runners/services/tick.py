@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -118,6 +118,24 @@ def _killed_reader(bot_id: int) -> Callable[[], bool]:
     return killed
 
 
+def _execution_target(runner: Runner, bot: Bot, root: str, bar_ts: datetime) -> tuple[str, Any]:
+    """(the venue's contract symbol, the broker client for LIVE or None). Raises TickStopped."""
+    live = runner.mode == Runner.Mode.LIVE
+    try:
+        contract = venue_symbol(root, bot.venue if live else "sim", bar_ts)
+    except ValueError as exc:
+        raise TickStopped(RISK, "CONFIG_INVALID", f"no venue symbol: {exc}") from exc
+    if not live:
+        return contract, None
+    spec_venue = registry.get(bot.venue)
+    if spec_venue is None:
+        raise TickStopped(RISK, "CONFIG_INVALID", f"unknown venue {bot.venue}")
+    try:
+        return contract, spec_venue.client_class().for_bot(bot.pk)
+    except ApplicationError as exc:
+        raise TickStopped(RISK, exc.error_code, exc.message, exc.extra) from exc
+
+
 def tick_run(
     *,
     runner_id: int,
@@ -205,6 +223,33 @@ def tick_run(
             entry["bars"] = len(bars)
             if settled and settled.filled:
                 entry["filled"] = [o.client_order_id for o in settled.filled]
+            base = execution.OrderPlan(
+                bot_id=bot.pk,
+                generation=runner.generation,
+                mode=runner.mode,
+                venue=bot.venue if runner.mode == Runner.Mode.LIVE else execution.SIM_VENUE,
+                account=bot.broker_account,
+                instrument=spec.root,
+                contract="",
+                bar_ts=bar_ts,
+                leg="entry",
+                side="BUY",
+                quantity=1,
+                risk_limits=bot.risk_limits,
+                reference_price=bars[-1].close if bars else None,
+                reference_price_at=bar_ts if bars else None,
+                trading_day_start=instruments.trade_date_start(bar_ts),
+                now=now,
+                trace_id=context.get_trace_id() or "",
+            )
+            # The position as the bars left it keeps its protective stop (placed once its entry filled).
+            try:
+                contract, venue = _execution_target(runner, bot, spec.root, bar_ts)
+            except TickStopped as unavailable:  # the risk stage says why, if the tick gets there
+                contract, venue, entry["protection"] = "", None, {"error": unavailable.message}
+            else:
+                base = replace(base, contract=contract)
+                entry["protection"] = execution.protection_sync(base, killed=_killed_reader(bot.pk), venue=venue)
         position = execution.position_state(bot_id=bot.pk, instrument=spec.root)
         inputs |= {
             "bars": {
@@ -228,38 +273,26 @@ def tick_run(
                 code = made.reasons[0].code if made.reasons else strategies.NO_SIGNAL
                 raise TickStopped(STRATEGY, code, made.reasons[0].text if made.reasons else "no signal")
         with run.stage(RISK) as entry:
-            try:
-                contract = venue_symbol(spec.root, bot.venue if runner.mode == Runner.Mode.LIVE else "sim", bar_ts)
-            except ValueError as exc:
-                raise TickStopped(RISK, "CONFIG_INVALID", f"no venue symbol: {exc}") from exc
-            plan = execution.OrderPlan(
-                bot_id=bot.pk,
-                generation=runner.generation,
-                mode=runner.mode,
-                venue=bot.venue if runner.mode == Runner.Mode.LIVE else execution.SIM_VENUE,
-                account=bot.broker_account,
-                instrument=spec.root,
+            contract, venue = _execution_target(runner, bot, spec.root, bar_ts)
+            plan = replace(
+                base,
                 contract=contract,
-                bar_ts=bar_ts,
-                leg="entry",
                 side=made.side,
                 quantity=made.order_quantity,
-                risk_limits=bot.risk_limits,
-                reference_price=bars[-1].close,
-                reference_price_at=bar_ts,
-                trading_day_start=instruments.trade_date_start(bar_ts),
-                now=now,
-                trace_id=context.get_trace_id() or "",
+                protective_stop=made.stop_price,
             )
-            venue = None
-            if runner.mode == Runner.Mode.LIVE:
-                spec_venue = registry.get(bot.venue)
-                if spec_venue is None:
-                    raise TickStopped(RISK, "CONFIG_INVALID", f"unknown venue {bot.venue}")
-                try:
-                    venue = spec_venue.client_class().for_bot(bot.pk)
-                except ApplicationError as exc:
-                    raise TickStopped(RISK, exc.error_code, exc.message, exc.extra) from exc
+            if position.quantity:
+                # The entry replaces the position: its stop goes first (it would also count as
+                # working against the position limit of a reversal).
+                stuck = execution.protection_clear(
+                    bot_id=bot.pk, instrument=spec.root, venue=venue, reason=f"replaced by the {made.action} decision"
+                )
+                if stuck:
+                    raise TickStopped(
+                        RISK,
+                        "PROTECTION_NOT_CLEARED",
+                        f"working stop(s) {', '.join(stuck)} could not be cancelled; no new entry on top of them",
+                    )
             submission = execution.order_submit(plan, killed=_killed_reader(bot.pk), venue=venue)  # type: ignore[arg-type]
             checks = submission.checks or None
             order = submission.order
@@ -285,6 +318,7 @@ def tick_run(
                     provider=bot.data_provider, bot_id=bot.pk, now=wall,
                 )  # fmt: skip
                 execution.sim_settle(bot_id=bot.pk, instrument=spec.root, bars=nxt, timeframe_seconds=tf)
+                entry["protection"] = execution.protection_sync(plan, killed=_killed_reader(bot.pk), venue=venue)
             order.refresh_from_db()
             order_info |= {
                 "status": order.status,
