@@ -23,18 +23,6 @@ TRADER = "/info/trader"
 POSITIONS = f"/account/{stubs.USERNAME}/positions"
 
 
-@pytest.fixture(autouse=True)
-def _no_cached_tokens() -> Any:
-    ironbeam.clear_token_cache()
-    yield
-    ironbeam.clear_token_cache()
-
-
-@pytest.fixture
-def stub(provider_stub: Any) -> stubs.IronbeamStub:
-    return provider_stub("ironbeam")
-
-
 def client() -> IronbeamClient:
     return IronbeamClient.for_bot()
 

@@ -24,21 +24,6 @@ RENEW = "/auth/renewaccesstoken"
 ACCOUNTS = "/account/list"
 
 
-@pytest.fixture(autouse=True)
-def waits(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """No token survives from another test, and p-ticket waits are recorded instead of slept."""
-    tradovate.clear_token_cache()
-    recorded: list[float] = []
-    monkeypatch.setattr(tradovate, "_sleep", recorded.append)
-    yield recorded
-    tradovate.clear_token_cache()
-
-
-@pytest.fixture
-def stub(provider_stub: Any) -> stubs.TradovateStub:
-    return provider_stub("tradovate")
-
-
 def client() -> TradovateClient:
     return TradovateClient.for_bot()
 

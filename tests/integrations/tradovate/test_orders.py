@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from apps.integrations.errors import IntegrationError
 from apps.integrations.orders import (
     CANCELLED,
     FILLED,
@@ -31,20 +30,6 @@ ACCOUNT = "DEMO123456"
 ACCOUNT_ID = 123456
 MES = 2424242  # MESZ5, where the stub account starts short 2
 PLACE = "/order/placeorder"
-
-
-@pytest.fixture(autouse=True)
-def waits(monkeypatch: pytest.MonkeyPatch) -> Any:
-    tradovate.clear_token_cache()
-    recorded: list[float] = []
-    monkeypatch.setattr(tradovate, "_sleep", recorded.append)
-    yield recorded
-    tradovate.clear_token_cache()
-
-
-@pytest.fixture
-def stub(provider_stub: Any) -> stubs.TradovateStub:
-    return provider_stub("tradovate")
 
 
 def client() -> TradovateClient:
@@ -193,18 +178,6 @@ def test_a_sign_in_that_times_out_before_the_order_means_it_was_not_sent(stub: s
     client().place_order(order())  # not sent the first time, so it may be sent now
 
 
-def test_a_refused_connection_means_the_order_was_not_sent(stub: stubs.TradovateStub) -> None:
-    client().list_orders(account=ACCOUNT)  # signed in, account resolved, a keep-alive connection open
-    stub.stop()
-
-    error = failure(lambda: client().place_order(order()))
-
-    assert error.error_code == "INTEGRATION_NETWORK_ERROR"
-    assert not isinstance(error, OrderOutcomeUnknown)
-    assert stub.placed == []
-    assert place_events() == [("error", "INTEGRATION_NETWORK_ERROR")]
-
-
 @pytest.mark.parametrize(("mode", "status"), [("rate_limit", 429), ("locked_423", 423)])
 def test_a_rate_limit_means_the_order_was_not_taken(stub: stubs.TradovateStub, mode: str, status: int) -> None:
     client().list_orders(account=ACCOUNT)
@@ -295,43 +268,6 @@ def test_a_penalty_ticket_on_an_order_is_unknown_and_never_resent(
     assert waits == [] and len(stub.calls(PLACE)) == 1 and len(stub.placed) == 1
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "reject",
-        "timeout_after_accept",
-        "lost",
-        "server_error",
-        "malformed",
-        "p_ticket_order",
-        "rate_limit",
-        "locked_423",
-    ],
-)
-def test_no_failure_makes_the_client_send_the_order_twice(stub: stubs.TradovateStub, mode: str) -> None:
-    client().list_orders(account=ACCOUNT)
-    stub.mode = mode
-
-    failure(lambda: client().place_order(order()))
-
-    assert len(stub.calls(PLACE)) == 1
-    assert len(stub.placed) <= 1 and len(stub.orders) <= 1
-
-
-def test_an_order_already_sent_by_this_process_is_never_sent_again(stub: stubs.TradovateStub) -> None:
-    client().list_orders(account=ACCOUNT)
-    stub.mode = "timeout_after_accept"
-    failure(lambda: client().place_order(order()))
-    stub.mode = "ok"
-
-    error = failure(lambda: client().place_order(order()))
-
-    assert error.error_code == "INTEGRATION_REQUEST_REJECTED" and "not sent again" in error.message
-    assert len(stub.calls(PLACE)) == 1 and len(stub.orders) == 1
-    client().place_order(order("another-intent"))  # other ids are not affected
-    assert len(stub.orders) == 2
-
-
 def test_a_401_on_the_order_signs_in_again_and_sends_it_once(stub: stubs.TradovateStub) -> None:
     client().list_orders(account=ACCOUNT)
     stub.revoke_tokens()  # e.g. another sign-in ended the session: the 401 is a refusal, not an order
@@ -377,22 +313,6 @@ def test_cancel_sends_the_order_id_and_the_order_is_cancelled(stub: stubs.Tradov
     assert stub.working() == []
 
 
-def test_cancelling_a_filled_order_is_refused(stub: stubs.TradovateStub) -> None:
-    placed = client().place_order(order())
-    error = failure(lambda: client().cancel_order(account=ACCOUNT, broker_order_id=placed.broker_order_id))
-    assert isinstance(error, OrderRejected) and "TooLate" in error.message
-
-
-def test_a_cancel_without_an_answer_is_unknown_and_not_resent(stub: stubs.TradovateStub) -> None:
-    placed = client().place_order(order(order_type="LIMIT", limit_price=Decimal("4000")))
-    stub.mode = "timeout_after_accept"
-
-    error = failure(lambda: client().cancel_order(account=ACCOUNT, broker_order_id=placed.broker_order_id))
-
-    assert isinstance(error, OrderOutcomeUnknown)
-    assert len(stub.calls("/order/cancelorder")) == 1
-
-
 # -- positions and flatten ------------------------------------------------------------------------
 
 
@@ -406,12 +326,6 @@ def test_positions_are_signed_and_named_by_symbol_and_follow_fills(stub: stubs.T
     assert (positions["MNQZ5"].quantity, positions["MNQZ5"].avg_price) == (3, Decimal("5000.25"))
     assert positions["MESZ5"].quantity == -1
     assert client().positions(account="DEMO123457") == []
-
-
-def test_positions_down_raises_and_is_never_an_empty_list(stub: stubs.TradovateStub) -> None:
-    stub.mode = "positions_down"
-    error = failure(lambda: client().positions(account=ACCOUNT))
-    assert (error.error_code, error.http_status) == ("INTEGRATION_PROVIDER_ERROR", 500)
 
 
 def test_flatten_liquidates_the_contract_the_documented_way(stub: stubs.TradovateStub) -> None:
@@ -470,25 +384,3 @@ def test_every_call_is_metered_under_its_operation(stub: stubs.TradovateStub) ->
         "order.liquidate",
     ]
     assert all(e.status == "ok" and e.latency_ms is not None and e.trace_id for e in events())
-
-
-def test_no_credential_reaches_an_order_error_or_a_usage_row(stub: stubs.TradovateStub) -> None:
-    secrets = (stubs.PASSWORD, stubs.SECRET)
-    stub.reject_text = f"Rejected for {stubs.PASSWORD} / {stubs.SECRET}"  # a venue echoing what it should not
-    errors: list[IntegrationError] = []
-    for number, mode in enumerate(["reject", "timeout_after_accept", "server_error", "p_ticket_order", "rate_limit"]):
-        stub.mode = mode
-        try:
-            client().place_order(order(f"s-{number}"))
-        except IntegrationError as exc:
-            errors.append(exc)
-    stub.mode = "positions_down"
-    errors.append(failure(lambda: client().positions(account=ACCOUNT)))
-
-    assert len(errors) == 6
-    assert any("[redacted]" in e.message for e in errors)
-    for error in errors:
-        shown = f"{error} {error.message} {error.suggested_fix} {error.extra!r} {error!r}"
-        assert not any(s in shown for s in secrets), error.error_code
-    rows = list(IntegrationUsageEvent.objects.filter(provider="tradovate").values())
-    assert not any(s in repr(rows) for s in secrets)
