@@ -314,38 +314,51 @@ def _insufficient(key: str, bars: Sequence[Bar], needed: int, position: int) -> 
     )
 
 
-def _toward(
-    *,
-    key: str,
-    want: int,
-    signal: Reason,
-    position: int,
-    features: dict[str, Feature],
-    needed: int,
-    window: Sequence[Bar],
-    atr: Decimal,
-    multiple: Decimal,
-    tick_size: Decimal,
-) -> Decision:
+@dataclass(frozen=True)
+class _Frame:
+    """What a strategy decides from: its complete parameters, the position, the tick size, the bars
+    it reads (the last `needed`, validated) and their ATR."""
+
+    key: str
+    p: dict[str, Any]
+    position: int
+    tick_size: Decimal
+    needed: int
+    window: Sequence[Bar]
+    atr: Decimal
+
+
+def _frame(
+    key: str, bars: Sequence[Bar], parameters: Mapping[str, Any], position: Any, tick_size: Any
+) -> _Frame | Decision:
+    """The frame of a strategy's decision, or the HOLD INSUFFICIENT_BARS decision when it has too few bars."""
+    p = _parameters(key, parameters)
+    position, tick_size = _position(position), _tick_size(tick_size)
+    needed = required_bars(key, p)
+    if len(bars) < needed:
+        return _insufficient(key, bars, needed, position)
+    window = _window(bars, needed)
+    return _Frame(key, p, position, tick_size, needed, window, _atr(window, p["atr_period"]))
+
+
+def _toward(f: _Frame, want: int, signal: Reason, features: dict[str, Feature]) -> Decision:
     """The Decision for a signal that wants side `want` (+1 long, −1 short): HOLD when already on
     that side, HOLD with ZERO_ATR when the stop would sit at the entry, else BUY/SELL to ±UNIT."""
-    as_of = window[-1].ts
+    key, position, needed, as_of = f.key, f.position, f.needed, f.window[-1].ts
     if (want > 0 and position > 0) or (want < 0 and position < 0):
         reasons = (Reason(IN_POSITION, f"already {_describe(position)}, on the signal's side"), signal)
         return Decision(key, Action.HOLD, position, position, reasons, features, needed, as_of)
-    if atr == 0:
+    if f.atr == 0:
         reasons = (Reason(ZERO_ATR, "ATR is 0: the stop would sit at the entry, so no entry"), signal)
         return Decision(key, Action.HOLD, position, position, reasons, features, needed, as_of)
-    stop = _stop(want, window[-1].close, atr, multiple, tick_size)
+    stop = _stop(want, f.window[-1].close, f.atr, f.p["stop_atr_multiple"], f.tick_size)
     features = {**features, "stop_price": stop}
     action = Action.BUY if want > 0 else Action.SELL
     return Decision(key, action, position, want * UNIT, (signal,), features, needed, as_of, stop_price=stop)
 
 
-def _hold(
-    key: str, reason: Reason, position: int, features: dict[str, Feature], needed: int, window: Sequence[Bar]
-) -> Decision:
-    return Decision(key, Action.HOLD, position, position, (reason,), features, needed, window[-1].ts)
+def _hold(f: _Frame, reason: Reason, features: dict[str, Feature]) -> Decision:
+    return Decision(f.key, Action.HOLD, f.position, f.position, (reason,), features, f.needed, f.window[-1].ts)
 
 
 # -- the strategies -----------------------------------------------------------------------------
@@ -369,39 +382,25 @@ def trend_following(
     Features: close, fast_sma, slow_sma, atr (+ stop_price on an entry).
     """
     key = "trend_following"
-    p = _parameters(key, parameters)
-    position, tick_size = _position(position), _tick_size(tick_size)
-    needed = required_bars(key, p)
-    if len(bars) < needed:
-        return _insufficient(key, bars, needed, position)
-    window = _window(bars, needed)
+    f = _frame(key, bars, parameters, position, tick_size)
+    if isinstance(f, Decision):
+        return f
+    p, position, window, atr = f.p, f.position, f.window, f.atr
     closes = [b.close for b in window]
     fast = indicators.sma(closes, p["fast_period"])
     slow = indicators.sma(closes, p["slow_period"])
-    atr = _atr(window, p["atr_period"])
     features: dict[str, Feature] = {"close": closes[-1], "fast_sma": fast, "slow_sma": slow, "atr": atr}
     fast_label, slow_label = f"fast SMA({p['fast_period']})", f"slow SMA({p['slow_period']})"
     if fast == slow:
         text = f"{fast_label} {_fmt(fast)} equals {slow_label} {_fmt(slow)}: no trend; stays {_describe(position)}"
-        return _hold(key, Reason(NO_SIGNAL, text), position, features, needed, window)
+        return _hold(f, Reason(NO_SIGNAL, text), features)
     want = 1 if fast > slow else -1
     signal = (
         Reason(TREND_UP, f"{fast_label} {_fmt(fast)} above {slow_label} {_fmt(slow)}: trend up, wants long")
         if want > 0
         else Reason(TREND_DOWN, f"{fast_label} {_fmt(fast)} below {slow_label} {_fmt(slow)}: trend down, wants short")
     )
-    return _toward(
-        key=key,
-        want=want,
-        signal=signal,
-        position=position,
-        features=features,
-        needed=needed,
-        window=window,
-        atr=atr,
-        multiple=p["stop_atr_multiple"],
-        tick_size=tick_size,
-    )
+    return _toward(f, want, signal, features)
 
 
 @in_context
@@ -419,20 +418,17 @@ def breakout(bars: Sequence[Bar], parameters: Mapping[str, Any], position: int, 
     Features: close, highest_high, lowest_low, buffer, upper_trigger, lower_trigger, atr (+ stop_price).
     """
     key = "breakout"
-    p = _parameters(key, parameters)
-    position, tick_size = _position(position), _tick_size(tick_size)
-    needed = required_bars(key, p)
-    if len(bars) < needed:
-        return _insufficient(key, bars, needed, position)
-    window = _window(bars, needed)
+    f = _frame(key, bars, parameters, position, tick_size)
+    if isinstance(f, Decision):
+        return f
+    p, position, window, atr = f.p, f.position, f.window, f.atr
     lookback = p["lookback_bars"]
     previous = window[-lookback - 1 : -1]
     highest = indicators.highest([b.high for b in previous], lookback)
     lowest = indicators.lowest([b.low for b in previous], lookback)
-    buffer = p["breakout_buffer_ticks"] * tick_size
+    buffer = p["breakout_buffer_ticks"] * f.tick_size
     upper, lower = highest + buffer, lowest - buffer
     close = window[-1].close
-    atr = _atr(window, p["atr_period"])
     features: dict[str, Feature] = {
         "close": close,
         "highest_high": highest,
@@ -447,25 +443,14 @@ def breakout(bars: Sequence[Bar], parameters: Mapping[str, Any], position: int, 
             f"close {_fmt(close)} inside the triggers {_fmt(lower)}..{_fmt(upper)} "
             f"(range of the previous {lookback} bars ± {p['breakout_buffer_ticks']} ticks); stays {_describe(position)}"
         )
-        return _hold(key, Reason(NO_SIGNAL, text), position, features, needed, window)
+        return _hold(f, Reason(NO_SIGNAL, text), features)
     want = 1 if close > upper else -1
     signal = (
         Reason(BREAKOUT_UP, f"close {_fmt(close)} above {_fmt(upper)} (highest high {_fmt(highest)} + buffer)")
         if want > 0
         else Reason(BREAKOUT_DOWN, f"close {_fmt(close)} below {_fmt(lower)} (lowest low {_fmt(lowest)} − buffer)")
     )
-    return _toward(
-        key=key,
-        want=want,
-        signal=signal,
-        position=position,
-        features=features,
-        needed=needed,
-        window=window,
-        atr=atr,
-        multiple=p["stop_atr_multiple"],
-        tick_size=tick_size,
-    )
+    return _toward(f, want, signal, features)
 
 
 @in_context
@@ -487,55 +472,42 @@ def mean_reversion(
     Features: close, mean, stdev, zscore (absent when stdev is 0), atr (+ stop_price).
     """
     key = "mean_reversion"
-    p = _parameters(key, parameters)
-    position, tick_size = _position(position), _tick_size(tick_size)
-    needed = required_bars(key, p)
-    if len(bars) < needed:
-        return _insufficient(key, bars, needed, position)
-    window = _window(bars, needed)
+    f = _frame(key, bars, parameters, position, tick_size)
+    if isinstance(f, Decision):
+        return f
+    p, position, window, atr = f.p, f.position, f.window, f.atr
     closes = [b.close for b in window]
     lookback, entry, exit_ = p["lookback_bars"], p["entry_zscore"], p["exit_zscore"]
     mean, stdev = indicators.mean_and_stdev(closes, lookback)
-    atr = _atr(window, p["atr_period"])
     close = closes[-1]
     features: dict[str, Feature] = {"close": close, "mean": mean, "stdev": stdev}
     if stdev == 0:
         features["atr"] = atr
         text = f"the last {lookback} closes are all {_fmt(close)}: z-score undefined; stays {_describe(position)}"
-        return _hold(key, Reason(ZERO_VOLATILITY, text), position, features, needed, window)
+        return _hold(f, Reason(ZERO_VOLATILITY, text), features)
     z = (close - mean) / stdev
     features["zscore"] = z
     features["atr"] = atr
     zs = f"z-score {_fmt(z)} (close {_fmt(close)}, mean {_fmt(mean)}, stdev {_fmt(stdev)})"
     above = Reason(ZSCORE_ABOVE_ENTRY, f"{zs} above +{_fmt(entry)}: fade the rise, wants short")
     below = Reason(ZSCORE_BELOW_ENTRY, f"{zs} below −{_fmt(entry)}: fade the fall, wants long")
-    common = {
-        "key": key,
-        "position": position,
-        "features": features,
-        "needed": needed,
-        "window": window,
-        "atr": atr,
-        "multiple": p["stop_atr_multiple"],
-        "tick_size": tick_size,
-    }
     if z > entry:
-        return _toward(want=-1, signal=above, **common)
+        return _toward(f, -1, above, features)
     if z < -entry:
-        return _toward(want=1, signal=below, **common)
+        return _toward(f, 1, below, features)
     reverted = (position > 0 and z >= -exit_) or (position < 0 and z <= exit_)
     if reverted:
         side = "−" if position > 0 else "+"
         text = f"{zs} back within {side}{_fmt(exit_)} of the mean: close the {_describe(position)}"
         return Decision(
-            key, Action.FLAT, position, 0, (Reason(ZSCORE_REVERTED, text),), features, needed, window[-1].ts
+            key, Action.FLAT, position, 0, (Reason(ZSCORE_REVERTED, text),), features, f.needed, window[-1].ts
         )
     if position != 0:
         bound = f"−{_fmt(exit_)}" if position > 0 else f"+{_fmt(exit_)}"
         text = f"{zs} not yet back to {bound}: stays {_describe(position)}"
-        return _hold(key, Reason(IN_POSITION, text), position, features, needed, window)
+        return _hold(f, Reason(IN_POSITION, text), features)
     text = f"{zs} within ±{_fmt(entry)}: nothing to fade; stays flat"
-    return _hold(key, Reason(NO_SIGNAL, text), position, features, needed, window)
+    return _hold(f, Reason(NO_SIGNAL, text), features)
 
 
 StrategyFn = Callable[..., Decision]
