@@ -9,6 +9,7 @@ a refusal is rendered with its code, message, details and trace id."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django import forms
@@ -65,148 +66,120 @@ def bot_detail(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
     return render_polled(request, BOT_PAGE, "bot-status", _bot_context(request, bot_id))
 
 
-def _bot_action(request: HtmxHttpRequest, bot_id: int, act: Callable[[Bot], dict[str, Any]]) -> HttpResponse:
-    """Operator only. Runs act (one service call, answering the outcome's context) and renders the
-    actions panel with the outcome or the refusal; the page's live region then refreshes."""
-    if (denied := forbidden(request, Role.OPERATOR)) is not None:
-        return denied
-    try:
-        bot = bot_selectors.bot_get(bot_id=bot_id)
-    except BotNotFound:
-        raise Http404 from None
-    outcome: dict[str, Any] = {}
-    refusal = None
-    try:
-        outcome = act(bot)
-    except ApplicationError as exc:
-        refusal = exc
-    context = _bot_context(request, bot_id, refusal=refusal, **outcome)
-    return render_action(request, BOT_PAGE, "bot-actions", context, refusal=refusal, changed_event="bot-changed")
+def bot_action(act: Callable[[HtmxHttpRequest, Bot], dict[str, Any]]) -> Callable[..., HttpResponse]:
+    """A bot-page action (POST, operator only): act runs one service call and answers the outcome's
+    context; the actions panel renders the outcome or the refusal (any ApplicationError, with its
+    code, details and trace id), and the page's live region then refreshes."""
+
+    @require_POST
+    @login_required
+    @wraps(act)
+    def view(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+        if (denied := forbidden(request, Role.OPERATOR)) is not None:
+            return denied
+        try:
+            bot = bot_selectors.bot_get(bot_id=bot_id)
+        except BotNotFound:
+            raise Http404 from None
+        outcome: dict[str, Any] = {}
+        refusal = None
+        try:
+            outcome = act(request, bot)
+        except ApplicationError as exc:
+            refusal = exc
+        context = _bot_context(request, bot_id, refusal=refusal, **outcome)
+        return render_action(request, BOT_PAGE, "bot-actions", context, refusal=refusal, changed_event="bot-changed")
+
+    return view
 
 
 def _reason(request: HtmxHttpRequest) -> str:
     return request.POST.get("reason", "").strip()
 
 
-@require_POST
-@login_required
-def bot_start(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        runner = runner_services.runner_start(bot=bot, actor=request.user)
-        state = f"{runner.status} in {runner.mode} mode, generation {runner.generation}"
-        return {"message": f"Started: the runner is {state}."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_start(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    runner = runner_services.runner_start(bot=bot, actor=request.user)
+    state = f"{runner.status} in {runner.mode} mode, generation {runner.generation}"
+    return {"message": f"Started: the runner is {state}."}
 
 
-@require_POST
-@login_required
-def bot_stop(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        runner = runner_services.runner_stop(bot=bot, actor=request.user, reason=_reason(request))
-        return {"message": f"Stopped: the runner is {runner.status}, generation {runner.generation}."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_stop(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    runner = runner_services.runner_stop(bot=bot, actor=request.user, reason=_reason(request))
+    return {"message": f"Stopped: the runner is {runner.status}, generation {runner.generation}."}
 
 
-@require_POST
-@login_required
-def bot_restart(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        runner = runner_services.runner_restart(bot=bot, actor=request.user)
-        state = f"{runner.status} in {runner.mode} mode, generation {runner.generation}"
-        return {"message": f"Restarted: the runner is {state}."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_restart(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    runner = runner_services.runner_restart(bot=bot, actor=request.user)
+    state = f"{runner.status} in {runner.mode} mode, generation {runner.generation}"
+    return {"message": f"Restarted: the runner is {state}."}
 
 
-@require_POST
-@login_required
-def bot_promote(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        change = bot_services.bot_promote(
-            bot=bot,
-            to_stage=request.POST.get("to_stage", ""),
-            reason=_reason(request),
-            actor=request.user,
-            override=request.POST.get("override") == "on",
-        )
-        forced = " by admin override" if change.override else ""
-        return {"message": f"Promoted {change.from_stage} → {change.to_stage}{forced}.", "gates": change.gates}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_promote(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    change = bot_services.bot_promote(
+        bot=bot,
+        to_stage=request.POST.get("to_stage", ""),
+        reason=_reason(request),
+        actor=request.user,
+        override=request.POST.get("override") == "on",
+    )
+    forced = " by admin override" if change.override else ""
+    return {"message": f"Promoted {change.from_stage} → {change.to_stage}{forced}.", "gates": change.gates}
 
 
-@require_POST
-@login_required
-def bot_demote(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        # The runners service: a runner the new stage cannot keep is stopped too.
-        change = runner_services.bot_demote(
-            bot=bot, to_stage=request.POST.get("to_stage", ""), reason=_reason(request), actor=request.user
-        )
-        return {"message": f"Demoted {change.from_stage} → {change.to_stage}; the autonomy tier is LOCKED."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_demote(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    # The runners service: a runner the new stage cannot keep is stopped too.
+    change = runner_services.bot_demote(
+        bot=bot, to_stage=request.POST.get("to_stage", ""), reason=_reason(request), actor=request.user
+    )
+    return {"message": f"Demoted {change.from_stage} → {change.to_stage}; the autonomy tier is LOCKED."}
 
 
-@require_POST
-@login_required
-def bot_kill(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        report = runner_services.bot_kill(
-            bot=bot, actor=request.user, reason=_reason(request), flatten=request.POST.get("flatten") == "on"
-        )
-        latch = "Killed" if report.latched else "Already killed (the first kill's reason is kept)"
-        runner = "the runner was stopped" if report.runner_stopped else "no runner was running"
-        return {"message": f"{latch}; {runner}. Flatten: {report.flatten}."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_kill(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    report = runner_services.bot_kill(
+        bot=bot, actor=request.user, reason=_reason(request), flatten=request.POST.get("flatten") == "on"
+    )
+    latch = "Killed" if report.latched else "Already killed (the first kill's reason is kept)"
+    runner = "the runner was stopped" if report.runner_stopped else "no runner was running"
+    return {"message": f"{latch}; {runner}. Flatten: {report.flatten}."}
 
 
-@require_POST
-@login_required
-def bot_unkill(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        cleared = bot_services.bot_unkill(bot=bot, actor=request.user, reason=_reason(request))
-        if cleared:
-            return {"message": "Unkilled: the kill latch is clear. Nothing was restarted; start the runner when ready."}
-        return {"message": "The bot was not killed; nothing changed."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_unkill(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    cleared = bot_services.bot_unkill(bot=bot, actor=request.user, reason=_reason(request))
+    if cleared:
+        return {"message": "Unkilled: the kill latch is clear. Nothing was restarted; start the runner when ready."}
+    return {"message": "The bot was not killed; nothing changed."}
 
 
-@require_POST
-@login_required
-def bot_reconcile(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        report = runner_services.bot_reconcile(bot=bot, actor=request.user)
-        details = report.report
-        said = f"Reconcile {report.pk}: {report.status}"
-        if details.get("failure"):
-            said += f" — {details['failure']}"
-        elif details.get("unsettled"):
-            said += f" — {len(details['unsettled'])} difference(s) it could not settle; the bot is HALTED"
-        elif details.get("fixed"):
-            said += f" — {len(details['fixed'])} fixed"
-        return {"message": said + "."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_reconcile(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    report = runner_services.bot_reconcile(bot=bot, actor=request.user)
+    details = report.report
+    said = f"Reconcile {report.pk}: {report.status}"
+    if details.get("failure"):
+        said += f" — {details['failure']}"
+    elif details.get("unsettled"):
+        said += f" — {len(details['unsettled'])} difference(s) it could not settle; the bot is HALTED"
+    elif details.get("fixed"):
+        said += f" — {len(details['fixed'])} fixed"
+    return {"message": said + "."}
 
 
-@require_POST
-@login_required
-def bot_trading_state(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
-    def act(bot: Bot) -> dict[str, Any]:
-        state = request.POST.get("state", "")
-        if state not in ("ACTIVE", "REDUCING", "HALTED"):
-            raise ApplicationError("Choose ACTIVE, REDUCING or HALTED.", error_code="VALIDATION_ERROR", status_code=400)
-        done = trading_services.trading_state_change(
-            bot_id=bot.pk, state=state, reason=_reason(request), actor=request.user
-        )
-        return {"message": f"Trading state {state}." if done["changed"] else f"Already {state}; nothing changed."}
-
-    return _bot_action(request, bot_id, act)
+@bot_action
+def bot_trading_state(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    state = request.POST.get("state", "")
+    if state not in ("ACTIVE", "REDUCING", "HALTED"):
+        raise ApplicationError("Choose ACTIVE, REDUCING or HALTED.", error_code="VALIDATION_ERROR", status_code=400)
+    done = trading_services.trading_state_change(
+        bot_id=bot.pk, state=state, reason=_reason(request), actor=request.user
+    )
+    return {"message": f"Trading state {state}." if done["changed"] else f"Already {state}; nothing changed."}
 
 
 # --- the Runners page -----------------------------------------------------------------------------
