@@ -89,6 +89,27 @@ class BrokerPosition:
     avg_price: Decimal | None
 
 
+def request_problems(request: OrderRequest) -> list[str]:
+    """What is wrong with an order request whatever the broker (each client adds its own symbol and
+    id rules); an empty list when nothing is. A request with a problem is never sent."""
+    problems = []
+    if request.side not in ("BUY", "SELL"):
+        problems.append("side must be BUY or SELL")
+    if request.order_type not in ("MARKET", "LIMIT", "STOP"):
+        problems.append("order_type must be MARKET, LIMIT or STOP")
+    if isinstance(request.quantity, bool) or not isinstance(request.quantity, int) or request.quantity <= 0:
+        problems.append("quantity must be a positive integer")
+    prices = {"MARKET": (False, False), "LIMIT": (True, False), "STOP": (False, True)}.get(request.order_type)
+    if prices is not None and prices != (request.limit_price is not None, request.stop_price is not None):
+        takes = {"MARKET": "no price", "LIMIT": "a limit_price only", "STOP": "a stop_price only"}[request.order_type]
+        problems.append(f"a {request.order_type} order takes {takes}")
+    for price in (request.limit_price, request.stop_price):
+        if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
+            problems.append("prices must be positive Decimals")
+            break
+    return problems
+
+
 class OrderRejected(IntegrationError):
     """The broker answered that it did not accept the order: nothing is working at the venue."""
 

@@ -63,6 +63,7 @@ from apps.integrations.orders import (
     OrderRejected,
     OrderRequest,
     PlacedOrder,
+    request_problems,
 )
 
 logger = logging.getLogger("tradeops.integrations.tradovate")
@@ -553,23 +554,9 @@ class TradovateClient(BrokerClient):
         problems = []
         if not isinstance(cid, str) or not cid or len(cid) > CL_ORD_ID_MAX:
             problems.append(f"client_order_id must be 1 to {CL_ORD_ID_MAX} characters (Tradovate clOrdId)")
-        if request.side not in ACTIONS:
-            problems.append("side must be BUY or SELL")
-        if request.order_type not in ORDER_TYPES:
-            problems.append("order_type must be MARKET, LIMIT or STOP")
-        if isinstance(request.quantity, bool) or not isinstance(request.quantity, int) or request.quantity <= 0:
-            problems.append("quantity must be a positive integer")
         if not request.symbol:
             problems.append("symbol is missing")
-        wants = {"MARKET": (False, False), "LIMIT": (True, False), "STOP": (False, True)}.get(request.order_type)
-        if wants is not None and (wants != (request.limit_price is not None, request.stop_price is not None)):
-            problems.append(
-                f"a {request.order_type} order takes "
-                + {"MARKET": "no price", "LIMIT": "a limit_price only", "STOP": "a stop_price only"}[request.order_type]
-            )
-        for price in (request.limit_price, request.stop_price):
-            if price is not None and (not isinstance(price, Decimal) or not price.is_finite() or price <= 0):
-                problems.append("prices must be positive Decimals")
+        problems += request_problems(request)
         if problems:
             raise self._refused(
                 "The order was not sent: " + "; ".join(problems) + ".", "Fix the order request; nothing was sent."
