@@ -117,3 +117,19 @@ def provider_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any
     yield start
     for stub in started:
         stub.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say plainly when the browser tests did not run, so a green run is not mistaken for them."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "tests/browser/" in str(getattr(report, "nodeid", "")).replace("\\", "/")
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"BROWSER TESTS SKIPPED ({len(skipped)}): chromium is not installed "
+            "(apt-get install chromium, or set TRADEOPS_CHROMIUM); the Observatory was not tried in a browser.",
+            yellow=True,
+            bold=True,
+        )
