@@ -200,8 +200,10 @@ def _settle_and_protect(
                 out.setdefault("filled", []).extend(o.client_order_id for o in settled.filled)
         if plan is None:
             break
-        out["protection"] = execution.protection_sync(plan, killed=_killed_reader(bot.pk), venue=venue)
-        if not (sim and out["protection"].get("placed")):
+        out["protection"] = protection = execution.protection_sync(plan, killed=_killed_reader(bot.pk), venue=venue)
+        if protection.get("placed"):
+            out.setdefault("stops_placed", []).append(protection["stop"])
+        if not (sim and protection.get("placed")):
             break
     return out
 
