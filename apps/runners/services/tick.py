@@ -4,7 +4,8 @@
 guard (runner generation, kill latch, runner mode against the bot's stage)
 → market_hours (the bar traded, and orders can go out at its close)
 → market_data (real bars from the store or the bot's provider, fresh enough; working SIM orders
-   fill on them first, so the strategy sees the real position)
+   fill first, on every bar since they became working, and the position keeps its protective
+   stop, so the strategy sees the real position)
 → strategy (a pure decision with reasons and features)
 → risk and execution (apps.trading.services.order_submit: risk under the account lock, the order
    row before the venue)
