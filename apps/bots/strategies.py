@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from apps.market import hours
 from apps.market import instruments as market_instruments
 
 
@@ -201,7 +203,33 @@ def risk_limit_errors(risk_limits: dict[str, Any]) -> tuple[dict[str, Any], dict
     return clean, errors
 
 
+# What a strategy can send in a trading day, which is what max_orders_per_day must allow for it:
+# at most one decision order per closed bar (an entry, a reversal or an exit; a HOLD sends none),
+# and one protective stop for each such order whose fill opens a position. A stop's fill and the
+# cancel of the stop a reversal replaces send no new order. So 2 orders per bar, times the bars of
+# a full CME trade date (23 hours: 17:00 CT to 16:00 CT): 92 at 15m, 276 at 5m, 1380 at 1m.
+# A limit below that binds on the strategy's own ordinary days (the trend bot's former 12 did): a
+# refused entry, or a refusal count that halts the bot (RELIABILITY R6). A limit at it binds only
+# when a bot sends more than its strategy can, i.e. a runaway; the day's loss limit, the position
+# limit and the burst limit (6 a minute) bound an ordinary bad day. tests/bots/test_starter_limits.py
+# derives the figures from the market calendar and runs the strategies over generated days.
+ORDERS_PER_BAR = 2
+
+
+def max_orders_per_day_for(instrument: str, timeframe: str) -> int:
+    """ORDERS_PER_BAR × the bars of one full trade date of `instrument` at `timeframe` (an ordinary
+    Tuesday's, from apps.market.hours: holidays and early closes only have fewer)."""
+    tf = market_instruments.TIMEFRAME_SECONDS[timeframe]
+    day = datetime(2025, 12, 16, 18, 0, tzinfo=UTC)  # an ordinary Tuesday, no holiday around it
+    start = int(market_instruments.trade_date_start(day).timestamp())
+    return ORDERS_PER_BAR * len(hours.bar_slots_between(instrument, tf, start, start + 86400))
+
+
 # The curated first bots (POST /api/bots/starter-pack): LAB, on the simulated venue, small limits.
+# max_orders_per_day is max_orders_per_day_for(instrument, timeframe), written out (the calendar it
+# is computed from takes a moment to build; a test holds the two equal). Bots created from an older
+# pack keep the limits they were created with: a bot's limits change only through an edit, which
+# versions its config and is audited (PATCH /api/bots/{id} with new risk_limits).
 STARTER_PACK: tuple[dict[str, Any], ...] = (
     {
         "name": "MES trend following",
@@ -209,7 +237,7 @@ STARTER_PACK: tuple[dict[str, Any], ...] = (
         "instrument": "MES",
         "timeframe": "15m",
         "parameters": {"fast_period": 20, "slow_period": 50, "atr_period": 14, "stop_atr_multiple": 2.0},
-        "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 250.0, "max_orders_per_day": 12},
+        "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 250.0, "max_orders_per_day": 184},
     },
     {
         "name": "MNQ breakout",
@@ -217,7 +245,7 @@ STARTER_PACK: tuple[dict[str, Any], ...] = (
         "instrument": "MNQ",
         "timeframe": "5m",
         "parameters": {"lookback_bars": 30, "breakout_buffer_ticks": 2, "atr_period": 14, "stop_atr_multiple": 1.5},
-        "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 300.0, "max_orders_per_day": 20},
+        "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 300.0, "max_orders_per_day": 552},
     },
     {
         "name": "MES mean reversion",
@@ -231,6 +259,6 @@ STARTER_PACK: tuple[dict[str, Any], ...] = (
             "atr_period": 14,
             "stop_atr_multiple": 2.5,
         },
-        "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 200.0, "max_orders_per_day": 20},
+        "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 200.0, "max_orders_per_day": 552},
     },
 )

@@ -8,7 +8,10 @@ order's decision time), as a broker's market order would in the next trades.
   SELL when high >= limit, at max(open, limit). No slippage (the limit caps the price).
 - STOP (stop-market): triggers when the bar trades at or through the stop: BUY when high >= stop,
   SELL when low <= stop; fills at the worse of the open and the stop, plus slippage.
-An order that does not fill on a bar stays working for the next one.
+An order that does not fill on a bar stays working for the next one. `first_fill` walks an order
+over every bar from the time it works from (its decision, or for a stop the time set in
+apps/trading/stops.py), however many bars that is, and answers the first bar that fills it: an
+order left working through an outage is tried on every bar it missed, at that bar's time and price.
 
 Costs: `slippage` is what the fill cost against the bar's reference (open or limit/stop price),
 in USD, >= 0; `fee` is commission per contract (the model's, not a broker's statement).
@@ -17,8 +20,11 @@ PnL uses the instrument's point value (USD per 1.00 of price): MES 5, ES 50.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from apps.trading.indicators import CONTEXT
 
@@ -85,6 +91,53 @@ def sim_fill(
     slippage = CONTEXT.multiply(abs(price - reference), point_value) * quantity
     fee = CONTEXT.multiply(model.commission_per_contract, Decimal(quantity))
     return SimFill(price=price, fee=fee, slippage=slippage)
+
+
+class Bar(Protocol):
+    @property
+    def ts(self) -> datetime: ...
+    @property
+    def open(self) -> Decimal: ...
+    @property
+    def high(self) -> Decimal: ...
+    @property
+    def low(self) -> Decimal: ...
+
+
+def first_fill(
+    *,
+    side: str,
+    quantity: int,
+    order_type: str,
+    working_from: datetime,
+    bars: Sequence[Bar],
+    tick_size: Decimal,
+    point_value: Decimal,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    model: FillModel = FillModel(),
+) -> tuple[Bar, SimFill] | None:
+    """The first bar (oldest first, with ts >= working_from) on which a working order fills, with
+    its fill; None when no bar given reaches it."""
+    for bar in bars:
+        if bar.ts < working_from:
+            continue
+        fill = sim_fill(
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            bar_open=bar.open,
+            bar_high=bar.high,
+            bar_low=bar.low,
+            tick_size=tick_size,
+            point_value=point_value,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            model=model,
+        )
+        if fill is not None:
+            return bar, fill
+    return None
 
 
 @dataclass(frozen=True, slots=True)

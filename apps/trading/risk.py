@@ -35,6 +35,10 @@ position passes the kill latch, HALTED, and the limits that bound added risk (FI
 guidance: "may allow risk-reducing orders while preventing risk-increasing orders"). It still
 needs a well-formed intent, a fresh reference price, and must not duplicate a recent order.
 
+A protective stop (origin PROTECTIVE, a STOP that strictly reduces the position) is never refused
+by `max_orders_per_day`: it only takes risk off, and refusing it would leave the position without
+its stop. Every other check holds for it (HALTED and the kill latch refuse it; the burst limit too).
+
 "Strictly reduces": the intent is opposite to a non-zero position and its quantity plus every
 working order on the same side does not exceed the position, so even if all of them fill the
 position neither grows nor flips.
@@ -71,6 +75,7 @@ class IntentAction(StrEnum):
 class IntentOrigin(StrEnum):
     STRATEGY = "STRATEGY"  # a tick's decision
     FLATTEN = "FLATTEN"  # an operator's or the kill switch's request to close the position
+    PROTECTIVE = "PROTECTIVE"  # a STOP that protects the open position (apps/trading/stops.py)
 
 
 class TradingState(StrEnum):
@@ -344,8 +349,8 @@ def _intent_valid(intent: OrderIntent) -> CheckResult:
         problems.append(f"side must be BUY or SELL, got {intent.side!r}")
     if not _is_int(intent.quantity) or intent.quantity <= 0:
         problems.append(f"quantity must be a positive int, got {intent.quantity!r}")
-    if intent.origin not in (IntentOrigin.STRATEGY, IntentOrigin.FLATTEN):
-        problems.append(f"origin must be STRATEGY or FLATTEN, got {intent.origin!r}")
+    if intent.origin not in tuple(IntentOrigin):
+        problems.append(f"origin must be one of {', '.join(IntentOrigin)}, got {intent.origin!r}")
     if not isinstance(intent.reduces_position, bool):
         problems.append("reduces_position must be a bool")
     if intent.order_type == OrderType.MARKET:
@@ -461,18 +466,34 @@ def _daily_loss(ctx: RiskContext, flatten: bool, reducing: bool) -> CheckResult:
     return _ok(name, f"PnL {pnl} above −{limit}")
 
 
-def _order_rate(ctx: RiskContext, policy: RiskPolicy, flatten: bool) -> CheckResult:
+def _order_rate(
+    intent: OrderIntent, ctx: RiskContext, policy: RiskPolicy, flatten: bool, reducing: bool
+) -> CheckResult:
     name = "order_rate"
     if flatten:
         return _ok(name, "flatten: not throttled")
+    # A protective stop only takes risk off: refusing it for the day's count would leave the position
+    # bare. It still counts as an order sent, and the burst limit (a runaway's mark) still holds.
+    protective = intent.origin == IntentOrigin.PROTECTIVE and intent.order_type == OrderType.STOP and reducing
     limit = _limit(ctx.risk_limits, "max_orders_per_day", whole=True)
-    if limit is None:
+    if limit is None and not protective:
         return _fail(name, RISK_LIMIT_MISSING, "max_orders_per_day is not set")
     # Times after `now` are counted too (clock skew must not make room for more orders).
     today = sum(1 for t in ctx.recent_order_times if t >= ctx.trading_day_start)
     burst_from = ctx.now - policy.burst_window
     seconds = int(policy.burst_window.total_seconds())
     burst = sum(1 for t in ctx.recent_order_times if t > burst_from)
+    if protective:
+        if burst + 1 > policy.burst_limit:
+            return _fail(
+                name, RISK_ORDER_RATE, f"{burst} orders in the last {seconds}s; the limit is {policy.burst_limit}"
+            )
+        return _ok(
+            name,
+            f"protective stop: not bounded by max_orders_per_day ({today} sent today); "
+            f"{burst} of {policy.burst_limit} in the last {seconds}s",
+        )
+    assert limit is not None  # a missing limit refused everything but a protective stop above
     if today + 1 > limit:
         return _fail(name, RISK_ORDER_RATE, f"{today} orders sent today; max_orders_per_day is {limit}")
     if burst + 1 > policy.burst_limit:
@@ -600,7 +621,7 @@ def check(intent: OrderIntent, context: RiskContext, policy: RiskPolicy = DEFAUL
         _max_order_size(intent, context, policy, flatten),
         _max_position(intent, context, flatten),
         _daily_loss(context, flatten, reducing),
-        _order_rate(context, policy, flatten),
+        _order_rate(intent, context, policy, flatten, reducing),
         _duplicate_order(intent, context, policy),
         _price_collar(intent, context, policy),
         _account_limit(intent, context, flatten),

@@ -42,8 +42,8 @@ from apps.integrations.errors import IntegrationError
 from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue
 from apps.market import instruments
 from apps.market.bars import MarketBar
-from apps.trading import risk
-from apps.trading.fills import FillModel, PositionState, apply_fill, sim_fill, unrealized_pnl
+from apps.trading import risk, stops
+from apps.trading.fills import FillModel, PositionState, apply_fill, first_fill, unrealized_pnl
 from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
 
 logger = logging.getLogger("tradeops.trading")
@@ -85,6 +85,10 @@ class OrderPlan:
     stop_price: Decimal | None = None
     origin: str = risk.IntentOrigin.STRATEGY
     protective_stop: Decimal | None = None  # an entry's stop, placed as a STOP order once it fills
+    # Client order ids of the position's working stops this order replaces (a reversal or an exit):
+    # risk counts them as cancelled, and they are cancelled once the venue has accepted this order.
+    # Refused (by risk or the venue), they stay working.
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,6 +97,8 @@ class Submission:
     created: bool  # False: the same intent was placed before; nothing was sent again
     verdict: risk.RiskVerdict | None = None
     halted: bool = False
+    replaced: list[str] = field(default_factory=list)  # the stops it replaced, now cancelled
+    not_replaced: list[str] = field(default_factory=list)  # stops it replaces that could not be cancelled
 
     @property
     def checks(self) -> list[dict[str, Any]]:
@@ -125,13 +131,14 @@ def _open_quantities(orders: Any) -> dict[tuple[int, str, str], int]:
     return {(r["bot_id"], r["instrument"], r["side"]): r["open"] or 0 for r in rows}
 
 
-def _account_exposure(venue: str, account: str) -> int:
-    """Σ over the account's bots and instruments of the worst case if every working order fills."""
+def _account_exposure(venue: str, account: str, *, excluding: Sequence[int] = ()) -> int:
+    """Σ over the account's bots and instruments of the worst case if every working order fills
+    (but the `excluding` order ids: stops the order being checked replaces)."""
     positions = {
         (p["bot_id"], p["instrument"]): p["quantity"]
         for p in Position.objects.filter(venue=venue, account=account).values("bot_id", "instrument", "quantity")
     }
-    working = _open_quantities(Order.objects.filter(venue=venue, account=account))
+    working = _open_quantities(Order.objects.filter(venue=venue, account=account).exclude(pk__in=excluding))
     keys = set(positions) | {(bot, instrument) for bot, instrument, _ in working}
     total = 0
     for bot, instrument in keys:
@@ -163,10 +170,26 @@ def daily_pnl(
     return (realized["pnl"] or Decimal(0)) - (realized["fees"] or Decimal(0)) + open_pnl
 
 
+def _replaced_stops(plan: OrderPlan) -> Any:
+    """The open STOP orders of the plan's bot and instrument that the plan says it replaces."""
+    return Order.objects.filter(
+        client_order_id__in=plan.replaces,
+        bot_id=plan.bot_id,
+        instrument=plan.instrument,
+        order_type=Order.Type.STOP,
+        status__in=Order.OPEN_STATUSES,
+    )
+
+
 def _context(plan: OrderPlan, *, killed: bool, account: AccountRisk, pol: risk.RiskPolicy) -> risk.RiskContext:
     spec = instruments.get(plan.instrument)
     held = position_state(bot_id=plan.bot_id, instrument=plan.instrument).quantity
-    working = _open_quantities(Order.objects.filter(bot_id=plan.bot_id, instrument=plan.instrument))
+    # The stops this order replaces are cancelled once it is accepted: they count as gone, or the
+    # stop of a long would count as a working sell against the reversal that replaces it.
+    replaced = list(_replaced_stops(plan).values_list("pk", flat=True)) if plan.replaces else []
+    working = _open_quantities(
+        Order.objects.filter(bot_id=plan.bot_id, instrument=plan.instrument).exclude(pk__in=replaced)
+    )
     since = min(plan.trading_day_start, plan.now - pol.burst_window, plan.now - pol.duplicate_window)
     sent = list(
         Order.objects.filter(bot_id=plan.bot_id, placed_at__gte=since)
@@ -208,7 +231,7 @@ def _context(plan: OrderPlan, *, killed: bool, account: AccountRisk, pol: risk.R
         reference_price_at=plan.reference_price_at,
         trading_state=state or TradingState.State.ACTIVE,
         killed=killed,
-        account_exposure_contracts=_account_exposure(plan.venue, plan.account),
+        account_exposure_contracts=_account_exposure(plan.venue, plan.account, excluding=replaced),
         account_limit_contracts=account.max_contracts,
     )
 
@@ -290,7 +313,8 @@ def order_submit(
     coid = client_order_id_for(bot_id=plan.bot_id, bar_ts=plan.bar_ts, leg=plan.leg)
     existing = Order.objects.filter(client_order_id=coid).first()
     if existing is not None:
-        return Submission(order=existing, created=False)
+        # The same intent again (a redelivered tick): finish what it started, send nothing.
+        return _replace_stops(Submission(order=existing, created=False), plan, venue=venue)
     if plan.mode == LIVE and venue is None:
         raise ValueError("a LIVE order needs its broker client")
     pol = policy()
@@ -357,7 +381,26 @@ def order_submit(
     else:
         _send(order, killed=killed, venue=venue)  # type: ignore[arg-type]
     order.refresh_from_db()
-    return Submission(order=order, created=True, verdict=verdict)
+    return _replace_stops(Submission(order=order, created=True, verdict=verdict), plan, venue=venue)
+
+
+# The venue has the order: it is working, or it has filled.
+_ACCEPTED = (Order.Status.WORKING, Order.Status.PARTIALLY_FILLED, Order.Status.FILLED)
+
+
+def _replace_stops(submission: Submission, plan: OrderPlan, *, venue: OrderVenue | None) -> Submission:
+    """Once the venue has accepted an order that replaces the position's stops, cancel them. An
+    order refused (by risk or the venue) leaves them working; so does one whose outcome is UNKNOWN
+    (the position it protects may still be the one there is: reconcile settles it first)."""
+    if not plan.replaces or submission.order.status not in _ACCEPTED:
+        return submission
+    reason = f"replaced by {submission.order.client_order_id} ({submission.order.side} {submission.order.quantity})"
+    for stop in _replaced_stops(plan):
+        if order_cancel(stop, venue=venue, reason=reason):
+            submission.replaced.append(stop.client_order_id)
+        else:
+            submission.not_replaced.append(stop.client_order_id)
+    return submission
 
 
 def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> None:
@@ -399,11 +442,25 @@ class SettleReport:
     still_working: int = 0
 
 
+def sim_working_since(*, bot_id: int, instrument: str) -> datetime | None:
+    """The time the oldest working SIM order of the bot works from (its bar_ts), or None when none
+    is working: a settle must see every bar from then on."""
+    return (
+        Order.objects.filter(bot_id=bot_id, instrument=instrument, mode=SIM, status=Order.Status.WORKING)
+        .order_by("bar_ts")
+        .values_list("bar_ts", flat=True)
+        .first()
+    )
+
+
 def sim_settle(
     *, bot_id: int, instrument: str, bars: Sequence[MarketBar], timeframe_seconds: int, model: FillModel | None = None
 ) -> SettleReport:
     """Fill the bot's working SIM orders on the real bars that followed their decisions. An order
-    decided at the close of bar N is eligible on bars opening at or after that close."""
+    works from its `bar_ts` (decided at the close of bar N: eligible on bars opening at or after
+    that close) and fills on the first bar that reaches it (apps.trading.fills.first_fill); `bars`
+    must reach back to the oldest working order's bar_ts (sim_working_since), or the bars it missed
+    are never tried. Fills are applied in the order they happened (bar time, then order age)."""
     spec = instruments.get(instrument)
     if spec is None:
         raise ValueError(f"unknown instrument {instrument}")
@@ -414,39 +471,36 @@ def sim_settle(
         return report  # nothing to fill: no transaction, no lock (most ticks)
     with transaction.atomic():
         working = list(Order.objects.select_for_update().filter(**working_filter).order_by("created_at", "id"))
-        for order in working:
-            for bar in bars:
-                if bar.ts < order.bar_ts:
-                    continue
-                fill = sim_fill(
-                    side=order.side,
-                    quantity=order.quantity,
-                    order_type=order.order_type,
-                    bar_open=bar.open,
-                    bar_high=bar.high,
-                    bar_low=bar.low,
-                    tick_size=spec.tick_size,
-                    point_value=spec.point_value,
-                    limit_price=order.limit_price,
-                    stop_price=order.stop_price,
-                    model=model,
-                )
-                if fill is None:
-                    continue
-                fill_apply(
-                    order,
-                    venue_fill_id=f"sim-{int(bar.ts.timestamp())}",
-                    quantity=order.quantity,
-                    price=fill.price,
-                    fee=fill.fee,
-                    slippage=fill.slippage,
-                    filled_at=bar.ts,
-                    point_value=spec.point_value,
-                )
-                report.filled.append(order)
-                break
-            else:
+        found = []
+        for age, order in enumerate(working):
+            hit = first_fill(
+                side=order.side,
+                quantity=order.quantity,
+                order_type=order.order_type,
+                working_from=order.bar_ts,
+                bars=bars,
+                tick_size=spec.tick_size,
+                point_value=spec.point_value,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                model=model,
+            )
+            if hit is None:
                 report.still_working += 1
+            else:
+                found.append((hit[0].ts, age, order, hit[1]))
+        for at, _, order, fill in sorted(found, key=lambda f: (f[0], f[1])):
+            fill_apply(
+                order,
+                venue_fill_id=f"sim-{int(at.timestamp())}",
+                quantity=order.quantity,
+                price=fill.price,
+                fee=fill.fee,
+                slippage=fill.slippage,
+                filled_at=at,
+                point_value=spec.point_value,
+            )
+            report.filled.append(order)
     return report
 
 
@@ -540,9 +594,11 @@ def orders_cancel_for_kill(*, bot_id: int, reason: str, venue: OrderVenue | None
 # -- protective stops --------------------------------------------------------------------------
 # An entry carries the stop its decision wanted (Order.protective_stop). Once the entry has filled,
 # the position is protected by one working STOP order on the other side for its whole size; the
-# tick keeps that true (protection_sync) and clears the stop before a new entry (a reversal or an
-# exit replaces it). A STOP order goes through risk like any order (it reduces, so REDUCING allows
-# it; its price is not collared: refusing a protective stop would leave the position naked).
+# tick keeps that true (protection_sync, the rules in apps/trading/stops.py). A reversal or an exit
+# replaces the stop (OrderPlan.replaces): the stop stays working until the venue has accepted the
+# order that replaces it. A STOP order goes through risk like any order, as origin PROTECTIVE: it
+# reduces, so REDUCING allows it; its price is not collared, and max_orders_per_day does not refuse
+# it (refusing a protective stop would leave the position naked).
 
 
 def working_stops(*, bot_id: int, instrument: str) -> list[Order]:
@@ -578,51 +634,101 @@ def order_cancel(order: Order, *, venue: OrderVenue | None, reason: str) -> bool
     )
 
 
-def protection_clear(*, bot_id: int, instrument: str, venue: OrderVenue | None, reason: str) -> list[str]:
-    """Cancel the bot's working stops (before an order that changes the position). Returns the
-    client order ids that could NOT be cancelled."""
-    return [o.client_order_id for o in working_stops(bot_id=bot_id, instrument=instrument)
-            if not order_cancel(o, venue=venue, reason=reason)]  # fmt: skip
+def cancellable(order: Order, *, venue: OrderVenue | None) -> bool:
+    """Whether order_cancel can cancel it: always in SIM; in LIVE only with a broker id and a client."""
+    return order.mode == SIM or bool(order.venue_order_id and venue is not None)
 
 
-def protection_sync(plan: OrderPlan, *, killed: Callable[[], bool], venue: OrderVenue | None) -> dict[str, Any]:
-    """Make the position's protection match it: no stop when flat; otherwise exactly one working
-    STOP for the whole position, at the stop of the entry that opened it. `plan` carries the bot,
-    venue, instrument, clock and reference price; its side, quantity and leg are set here."""
-    held = position_state(bot_id=plan.bot_id, instrument=plan.instrument).quantity
-    stops = working_stops(bot_id=plan.bot_id, instrument=plan.instrument)
-    side = "SELL" if held > 0 else "BUY"
-    fitting = [o for o in stops if held and o.side == side and o.quantity - o.filled_quantity == abs(held)]
-    keep = fitting[:1]
-    cancelled = [
-        o.client_order_id for o in stops if o not in keep and order_cancel(o, venue=venue, reason="position changed")
-    ]
-    if held == 0 or keep:
-        return {"position": held, "stop": keep[0].client_order_id if keep else None, "cancelled": cancelled}
-    entry = (
+def protection_replaceable(*, bot_id: int, instrument: str, venue: OrderVenue | None) -> tuple[list[str], list[str]]:
+    """(the working stops an order that changes the position would replace, the ones among them
+    that could not be cancelled once it is accepted: a LIVE stop without a broker id)."""
+    found = working_stops(bot_id=bot_id, instrument=instrument)
+    return (
+        [o.client_order_id for o in found],
+        [o.client_order_id for o in found if not cancellable(o, venue=venue)],
+    )
+
+
+def _protecting_entry(*, bot_id: int, instrument: str, position: int) -> Order | None:
+    """The newest filled entry on the position's side that carried a stop: it opened the position."""
+    return (
         Order.objects.filter(
-            bot_id=plan.bot_id, instrument=plan.instrument, side="BUY" if held > 0 else "SELL",
+            bot_id=bot_id, instrument=instrument, side="BUY" if position > 0 else "SELL",
             status=Order.Status.FILLED, protective_stop__isnull=False,
         )
         .order_by("-closed_at", "-id")
         .first()
     )  # fmt: skip
-    if entry is None:
-        return {"position": held, "stop": None, "cancelled": cancelled, "unprotected": "no entry with a stop"}
+
+
+def protection_sync(plan: OrderPlan, *, killed: Callable[[], bool], venue: OrderVenue | None) -> dict[str, Any]:
+    """Make the position's protection match it (apps/trading/stops.py decides, this does it): no
+    stop when flat; otherwise exactly one working STOP for the whole position, at the stop of the
+    entry that opened it, placed again under a fresh id when it is missing. `plan` carries the bot,
+    venue, instrument, clock and reference price; side, quantity, leg and time are set here.
+    Answers what it found and did, for the trace: `stop` (the protecting stop's id), `placed`,
+    `cancelled`, `waiting_for`, and `unprotected` with the reason when the position has no stop."""
+    held = position_state(bot_id=plan.bot_id, instrument=plan.instrument).quantity
+    found = working_stops(bot_id=plan.bot_id, instrument=plan.instrument)
+    in_flight = list(
+        Order.objects.filter(bot_id=plan.bot_id, instrument=plan.instrument, status__in=Order.OPEN_STATUSES)
+        .exclude(order_type=Order.Type.STOP)
+        .order_by("created_at", "id")
+        .values_list("client_order_id", flat=True)
+    )
+    entry = _protecting_entry(bot_id=plan.bot_id, instrument=plan.instrument, position=held) if held else None
+    decided = stops.protection_plan(
+        position=held,
+        stop_price=entry.protective_stop if entry else None,
+        stops=[
+            stops.WorkingStop(o.client_order_id, o.side, o.quantity - o.filled_quantity, o.stop_price) for o in found
+        ],
+        in_flight=in_flight,
+    )
+    by_ref = {o.client_order_id: o for o in found}
+    result: dict[str, Any] = {"position": held, "stop": decided.keep, "cancelled": []}
+    stuck = []
+    for ref in decided.cancel:
+        if order_cancel(by_ref[ref], venue=venue, reason="the position changed: this stop no longer fits it"):
+            result["cancelled"].append(ref)
+        else:
+            stuck.append(ref)
+    if stuck:
+        result["not_cancelled"] = stuck
+    if decided.waiting_for:
+        result["waiting_for"] = list(decided.waiting_for)
+    if decided.unprotected:
+        result["unprotected"] = decided.unprotected
+    wanted = decided.place
+    if wanted is None or entry is None:
+        return result
+    if stuck:  # another stop beside one that could not be cancelled could over-close the position
+        result["unprotected"] = f"stop(s) {', '.join(stuck)} that no longer fit could not be cancelled"
+        return result
+    sequence = Order.objects.filter(
+        bot_id=plan.bot_id, instrument=plan.instrument, order_type=Order.Type.STOP, pk__gt=entry.pk
+    ).count()
     placed = order_submit(
         replace(
             plan,
-            bar_ts=entry.bar_ts,
-            leg=f"stop:{entry.pk}:{abs(held)}",
-            side=side,
-            quantity=abs(held),
+            bar_ts=stops.stop_working_from(entry_bar_ts=entry.bar_ts, tick_bar_ts=plan.bar_ts, sequence=sequence),
+            leg=stops.stop_leg(entry_id=entry.pk, quantity=wanted.quantity, sequence=sequence),
+            side=wanted.side,
+            quantity=wanted.quantity,
             order_type=Order.Type.STOP,
-            stop_price=entry.protective_stop,
+            stop_price=wanted.stop_price,
             limit_price=None,
             protective_stop=None,
+            origin=risk.IntentOrigin.PROTECTIVE,
+            replaces=(),
         ),
         killed=killed,
         venue=venue,
     )
     order = placed.order
-    return {"position": held, "stop": order.client_order_id, "status": order.status, "cancelled": cancelled}
+    result |= {"stop": order.client_order_id, "status": order.status, "placed": placed.created}
+    if order.status not in Order.OPEN_STATUSES:
+        result["stop"] = None
+        result["unprotected"] = f"the stop {order.client_order_id} was refused: {order.reason_code} {order.detail}"
+        logger.warning("bot %s: position %s has no stop: %s", plan.bot_id, held, result["unprotected"])
+    return result

@@ -302,26 +302,158 @@ def test_a_filled_entry_is_protected_by_its_stop_which_fills_when_the_market_tra
     assert services.protection_sync(_plan(now=BAR + timedelta(minutes=3)), killed=_alive, venue=None)["stop"] is None
 
 
-@pytest.mark.django_db
-def test_a_reversal_first_clears_the_stop_so_the_position_limit_is_not_blocked() -> None:
-    services.order_submit(_plan(protective_stop=D("4990.00")), killed=_alive)
+def _protected_long(stop: str = "4990.00") -> Order:
+    """A filled long of 1 protected by its working stop; answers the stop."""
+    services.order_submit(_plan(protective_stop=D(stop)), killed=_alive)
     services.sim_settle(bot_id=1, instrument="MES", bars=[_next_bar()], timeframe_seconds=60)
+    synced = services.protection_sync(_plan(now=BAR + timedelta(minutes=1)), killed=_alive, venue=None)
+    return Order.objects.get(client_order_id=synced["stop"])
+
+
+def _reversal(**changes: Any) -> services.OrderPlan:
     later = BAR + timedelta(minutes=1)
-    services.protection_sync(_plan(now=later), killed=_alive, venue=None)
-    assert services.protection_clear(bot_id=1, instrument="MES", venue=None, reason="reversal") == []
-    reverse = services.order_submit(
-        _plan(bar_ts=later, side="SELL", quantity=2, now=later + timedelta(seconds=1), reference_price_at=later),
-        killed=_alive,
-    )
-    assert reverse.order.status == "WORKING", reverse.order.detail
-    assert not Order.objects.filter(order_type="STOP", status="WORKING").exists()
+    replaces = tuple(o.client_order_id for o in services.working_stops(bot_id=1, instrument="MES"))
+    fields = {"bar_ts": later, "side": "SELL", "quantity": 2, "now": later + timedelta(seconds=1)}
+    fields |= {"reference_price_at": later, "protective_stop": D("5010.00"), "replaces": replaces}
+    return _plan(**(fields | changes))
 
 
 @pytest.mark.django_db
-def test_a_live_stop_without_a_broker_id_cannot_be_cleared_and_says_so() -> None:
+def test_an_accepted_reversal_replaces_the_stop_which_risk_counts_as_cancelled() -> None:
+    stop = _protected_long()
+    # With max_position_contracts 1 the working stop (a sell of 1) would block a reversal of 2 if it
+    # counted: it is replaced, so risk counts it as cancelled.
+    reverse = services.order_submit(_reversal(risk_limits={**LIMITS, "max_position_contracts": 1}), killed=_alive)
+    assert reverse.order.status == "WORKING", reverse.order.detail
+    assert reverse.replaced == [stop.client_order_id] and reverse.not_replaced == []
+    stop.refresh_from_db()
+    assert stop.status == "CANCELLED" and reverse.order.client_order_id in stop.detail
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("refusal", "code"),
+    [
+        ({"risk_limits": {**LIMITS, "max_orders_per_day": 2}}, "RISK_ORDER_RATE"),
+        ({"reference_price_at": BAR - timedelta(minutes=10)}, "RISK_NO_REFERENCE_PRICE"),
+        ({"halted": True}, "RISK_HALTED"),
+    ],
+)
+def test_a_reversal_refused_by_risk_leaves_the_stop_working(refusal: dict[str, Any], code: str) -> None:
+    stop = _protected_long()
+    if refusal.pop("halted", False):
+        TradingState.objects.create(bot_id=1, state="HALTED", reason_code="OPERATOR")
+    refused = services.order_submit(_reversal(**refusal), killed=_alive)
+    assert (refused.order.status, refused.order.reason_code) == ("REJECTED_RISK", code)
+    assert refused.replaced == []
+    stop.refresh_from_db()
+    assert stop.status == "WORKING"
+    # The next sync finds the position protected by the same stop: nothing cancelled, nothing placed.
+    again = services.protection_sync(_plan(now=BAR + timedelta(minutes=2)), killed=_alive, venue=None)
+    assert (again["stop"], again["cancelled"], again.get("placed")) == (stop.client_order_id, [], None)
+    assert Order.objects.filter(order_type="STOP").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_live_reversal_the_broker_refuses_or_leaves_unknown_keeps_the_stop_at_the_broker() -> None:
+    AccountRisk.objects.create(venue="tradovate", account="", max_contracts=10)
+    live = {"mode": "LIVE", "venue": "tradovate"}
+    services.order_submit(_plan(protective_stop=D("4990.00"), **live), killed=_alive, venue=FakeBroker())
+    entry = Order.objects.get()
+    services.fill_apply(
+        entry, venue_fill_id="F1", quantity=1, price=D("5000"), fee=D("0.85"), slippage=D(0),
+        filled_at=BAR, point_value=D(5),
+    )  # fmt: skip
+    broker = FakeBroker()
+    synced = services.protection_sync(_plan(now=BAR + timedelta(minutes=1), **live), killed=_alive, venue=broker)
+    stop = Order.objects.get(client_order_id=synced["stop"])
+    assert stop.status == "WORKING" and stop.venue_order_id == "B1"
+    for n, outcome in enumerate(("reject", "unknown")):
+        at = BAR + timedelta(minutes=1 + n)  # a minute apart: not duplicates of each other
+        refused = services.order_submit(
+            _reversal(leg=f"entry-{outcome}", bar_ts=at, reference_price_at=at, now=at + timedelta(seconds=1), **live),
+            killed=_alive,
+            venue=FakeBroker(outcome),
+        )
+        assert refused.order.status in ("REJECTED", "UNKNOWN"), (
+            outcome,
+            refused.order.reason_code,
+            refused.order.detail,
+        )
+        assert refused.replaced == []
+    stop.refresh_from_db()
+    assert stop.status == "WORKING" and broker.cancelled == []
+    # Reconcile finds the UNKNOWN one never reached the broker; then a reversal is accepted.
+    Order.objects.filter(status="UNKNOWN").update(status="REJECTED", reason_code="NOT_AT_BROKER")
+    accepting = FakeBroker()
+    at = BAR + timedelta(minutes=3)
+    accepted = services.order_submit(
+        _reversal(leg="entry-ok", bar_ts=at, reference_price_at=at, now=at + timedelta(seconds=1), **live),
+        killed=_alive,
+        venue=accepting,
+    )
+    assert accepted.order.status == "WORKING" and accepted.replaced == [stop.client_order_id]
+    assert accepting.cancelled == ["B1"]  # cancelled at the broker once the reversal was accepted
+
+
+@pytest.mark.django_db
+def test_a_live_stop_without_a_broker_id_cannot_be_replaced_and_says_so() -> None:
     Order.objects.create(
         client_order_id="TRO-stop", bot_id=1, generation=1, mode="LIVE", venue="tradovate", instrument="MES",
         side="SELL", quantity=1, order_type="STOP", stop_price=D("4990"), bar_ts=BAR, trace_id="t", placed_at=BAR,
         status=Order.Status.UNKNOWN,
     )  # fmt: skip
-    assert services.protection_clear(bot_id=1, instrument="MES", venue=FakeBroker(), reason="x") == ["TRO-stop"]
+    assert services.protection_replaceable(bot_id=1, instrument="MES", venue=FakeBroker()) == (
+        ["TRO-stop"],
+        ["TRO-stop"],
+    )
+
+
+@pytest.mark.django_db
+def test_a_cancelled_stop_is_placed_again_under_a_fresh_id_from_the_tick_that_places_it() -> None:
+    stop = _protected_long()
+    assert stop.bar_ts == BAR  # the first stop works from its entry's decision, like a bracket
+    services.order_cancel(stop, venue=None, reason="cancelled by hand")
+    later = BAR + timedelta(minutes=5)
+    tick = {"bar_ts": later, "reference_price_at": later}
+    synced = services.protection_sync(_plan(now=later + timedelta(seconds=2), **tick), killed=_alive, venue=None)
+    assert synced["stop"], synced
+    again = Order.objects.get(client_order_id=synced["stop"])
+    assert synced["placed"] is True and again.pk != stop.pk and again.status == "WORKING"
+    assert (again.side, again.quantity, again.stop_price) == ("SELL", 1, D("4990.00"))
+    # It did not work during the bars before it was placed: a crash there does not fill it.
+    assert again.bar_ts == later
+    crash = MarketBar(BAR + timedelta(minutes=2), D("4995"), D("4996"), D("4985"), D("4986"), 50)
+    assert services.sim_settle(bot_id=1, instrument="MES", bars=[crash], timeframe_seconds=60).filled == []
+    # Synced again on the same tick: the same row, nothing new.
+    same = services.protection_sync(_plan(now=later + timedelta(seconds=3), **tick), killed=_alive, venue=None)
+    assert same["stop"] == again.client_order_id and Order.objects.filter(order_type="STOP").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_protective_stop_is_placed_when_the_days_orders_are_spent() -> None:
+    limits = {**LIMITS, "max_orders_per_day": 1}
+    services.order_submit(_plan(protective_stop=D("4990.00"), risk_limits=limits), killed=_alive)
+    services.sim_settle(bot_id=1, instrument="MES", bars=[_next_bar()], timeframe_seconds=60)
+    synced = services.protection_sync(
+        _plan(risk_limits=limits, now=BAR + timedelta(minutes=1)), killed=_alive, venue=None
+    )
+    stop = Order.objects.get(client_order_id=synced["stop"])
+    assert stop.status == "WORKING" and "unprotected" not in synced
+
+
+@pytest.mark.django_db
+def test_orders_left_working_through_a_gap_fill_on_the_first_bar_that_reached_them_in_time_order() -> None:
+    stop = _protected_long()
+    # Three hours of bars later (a runner that was down): the stop is crossed on one bar in the middle.
+    bars = [
+        MarketBar(BAR + timedelta(minutes=m), D("4995"), D("4996"), D("4994"), D("4995"), 10) for m in range(1, 180)
+    ]
+    bars[99] = MarketBar(bars[99].ts, D("4988"), D("4989"), D("4980"), D("4981"), 90)  # gaps through the stop
+    bars[120] = MarketBar(bars[120].ts, D("4980"), D("4981"), D("4970"), D("4971"), 90)
+    report = services.sim_settle(bot_id=1, instrument="MES", bars=bars, timeframe_seconds=60)
+    assert report.filled == [stop]
+    fill = Fill.objects.get(order=stop)
+    # It opened beyond the stop: filled at that bar's open, one tick of slippage, at that bar's time.
+    assert (fill.filled_at, fill.price) == (bars[99].ts, D("4987.75"))
+    assert Position.objects.get(bot_id=1).quantity == 0

@@ -547,6 +547,48 @@ def test_a_flatten_that_would_flip_is_an_ordinary_order() -> None:
     assert failures(verdict) == {"kill_latch": "RISK_KILLED", "trading_state": "RISK_HALTED"}
 
 
+def _protective_stop(position: int = 1, quantity: int = 1, **changes: Any) -> OrderIntent:
+    side = Side.SELL if position > 0 else Side.BUY
+    return intent(
+        side=side,
+        quantity=quantity,
+        position=position,
+        order_type=OrderType.STOP,
+        limit_price=None,
+        stop_price=D("4990.00") if position > 0 else D("5010.00"),
+        origin=IntentOrigin.PROTECTIVE,
+        **changes,
+    )
+
+
+def test_a_protective_stop_is_never_refused_by_the_orders_per_day_limit() -> None:
+    spent = context(position=1, recent_order_times=tuple(NOW - timedelta(minutes=10 + i) for i in range(12)))
+    # The day's orders are spent: an entry is refused, the stop that protects the position is not.
+    assert failures(check(intent(position=1, quantity=1), spent)) == {"order_rate": "RISK_ORDER_RATE"}
+    verdict = check(_protective_stop(), spent)
+    assert verdict.allowed, failures(verdict)
+    assert "not bounded by max_orders_per_day (12 sent today)" in verdict.result("order_rate").detail
+    # Nor by a missing limit: the limit does not apply to it.
+    assert check(_protective_stop(), replace(spent, risk_limits={**LIMITS, "max_orders_per_day": None})).allowed
+
+
+def test_the_exemption_is_for_stops_that_protect_and_only_from_the_daily_count() -> None:
+    spent = context(position=1, recent_order_times=tuple(NOW - timedelta(minutes=10 + i) for i in range(12)))
+    # A "protective" stop that would flip the position is an ordinary order.
+    flip = _protective_stop(quantity=3)
+    assert failures(check(flip, spent))["order_rate"] == "RISK_ORDER_RATE"
+    # One that would add to a working stop of the same side does not strictly reduce either.
+    assert "order_rate" in failures(check(_protective_stop(), replace(spent, working_sell_quantity=1)))
+    # A strategy STOP is counted like any order.
+    plain = replace(_protective_stop(), origin=IntentOrigin.STRATEGY)
+    assert failures(check(plain, spent)) == {"order_rate": "RISK_ORDER_RATE"}
+    # The burst limit, a runaway's mark, still holds; and HALTED still refuses it.
+    burst = context(position=1, recent_order_times=tuple(NOW - timedelta(seconds=i) for i in range(6)))
+    assert failures(check(_protective_stop(), burst)) == {"order_rate": "RISK_ORDER_RATE"}
+    halted = context(position=1, trading_state=TradingState.HALTED)
+    assert failures(check(_protective_stop(), halted)) == {"trading_state": "RISK_HALTED"}
+
+
 # -- breaches and the automatic halt --------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@
 guard (runner generation, kill latch, runner mode against the bot's stage)
 → market_hours (the bar traded, and orders can go out at its close)
 → market_data (real bars from the store or the bot's provider, fresh enough; working SIM orders
-   fill on them first, so the strategy sees the real position)
+   fill first, on every bar since they became working, and the position keeps its protective
+   stop, so the strategy sees the real position)
 → strategy (a pure decision with reasons and features)
 → risk and execution (apps.trading.services.order_submit: risk under the account lock, the order
    row before the venue)
@@ -136,6 +137,78 @@ def _execution_target(runner: Runner, bot: Bot, root: str, bar_ts: datetime) -> 
         raise TickStopped(RISK, exc.error_code, exc.message, exc.extra) from exc
 
 
+def _bars_since(
+    bot: Bot, spec: Any, start: datetime, end: datetime, wall: datetime, window: list[MarketBar]
+) -> list[MarketBar]:
+    """Every closed bar from `start` to `end`, oldest first: the window already read, plus the older
+    bars from the store (fetched from the bot's provider where missing), page by page."""
+    tf = TIMEFRAME_SECONDS[bot.timeframe]
+    have = {b.ts: b for b in window}
+    slots = hours.bar_slots_between(
+        spec, tf, int(start.timestamp()), hours.closed_bars_stop(spec, tf, int(end.timestamp()))
+    )
+    page = settings.MARKET_DATA_MAX_BARS
+    for i in range(0, len(slots), page):
+        chunk = slots[i : i + page]
+        if all(datetime.fromtimestamp(s, tz=UTC) in have for s in chunk):
+            continue
+        page_end = min(datetime.fromtimestamp(chunk[-1] + tf, tz=UTC), end)
+        try:
+            got = market.bars(
+                spec.root, bot.timeframe, end=page_end, count=len(chunk),
+                provider=bot.data_provider, bot_id=bot.pk, now=wall,
+            )  # fmt: skip
+        except ApplicationError as exc:
+            raise TickStopped(
+                DATA,
+                exc.error_code,
+                f"orders working since {start.isoformat()} cannot be settled without the bars since then "
+                f"(no trade until they are): {exc.message}",
+                exc.extra,
+            ) from exc
+        have.update((b.ts, b) for b in got if b.ts >= start)
+    return [have[ts] for ts in sorted(have) if ts >= start]
+
+
+def _settle_and_protect(
+    runner: Runner,
+    bot: Bot,
+    spec: Any,
+    end: datetime,
+    wall: datetime,
+    window: list[MarketBar],
+    plan: execution.OrderPlan | None,
+    venue: Any,
+) -> dict[str, Any]:
+    """SIM: fill the working orders on every bar from the oldest one's own time up to `end` (the
+    window read for the decision when it reaches back that far, else the bars since then: a stop
+    left working through an outage is tried on every bar it missed). Then keep the position's stop
+    (`plan` None: the venue is unavailable, settle only). A stop placed for an entry that has just
+    filled works from that entry's fill bar, so the bars are settled again for it before the
+    decision (SPEC §9). LIVE: the stop only; fills come from the broker (reconcile)."""
+    out: dict[str, Any] = {}
+    sim = runner.mode == Runner.Mode.SIM
+    tf = TIMEFRAME_SECONDS[bot.timeframe]
+    for _ in range(3):  # settle, protect, settle the new stop, protect what is left: then it is stable
+        since = execution.sim_working_since(bot_id=bot.pk, instrument=spec.root) if sim else None
+        if since is not None:
+            bars = window if window and window[0].ts <= since else _bars_since(bot, spec, since, end, wall, window)
+            if len(bars) > len(window):
+                out["settled_from"] = since.isoformat()
+                out["settled_bars"] = len(bars)
+            settled = execution.sim_settle(bot_id=bot.pk, instrument=spec.root, bars=bars, timeframe_seconds=tf)
+            if settled.filled:
+                out.setdefault("filled", []).extend(o.client_order_id for o in settled.filled)
+        if plan is None:
+            break
+        out["protection"] = protection = execution.protection_sync(plan, killed=_killed_reader(bot.pk), venue=venue)
+        if protection.get("placed"):
+            out.setdefault("stops_placed", []).append(protection["stop"])
+        if not (sim and protection.get("placed")):
+            break
+    return out
+
+
 def tick_run(
     *,
     runner_id: int,
@@ -215,14 +288,7 @@ def tick_run(
                 )
             except ApplicationError as exc:
                 raise TickStopped(DATA, exc.error_code, exc.message, exc.extra) from exc
-            settled = (
-                execution.sim_settle(bot_id=bot.pk, instrument=spec.root, bars=bars, timeframe_seconds=tf)
-                if runner.mode == Runner.Mode.SIM
-                else None
-            )
             entry["bars"] = len(bars)
-            if settled and settled.filled:
-                entry["filled"] = [o.client_order_id for o in settled.filled]
             base = execution.OrderPlan(
                 bot_id=bot.pk,
                 generation=runner.generation,
@@ -242,14 +308,18 @@ def tick_run(
                 now=now,
                 trace_id=context.get_trace_id() or "",
             )
-            # The position as the bars left it keeps its protective stop (placed once its entry filled).
+            # Working SIM orders fill on every bar since they became working; the position as the
+            # bars left it keeps its protective stop (placed once its entry filled).
             try:
                 contract, venue = _execution_target(runner, bot, spec.root, bar_ts)
             except TickStopped as unavailable:  # the risk stage says why, if the tick gets there
-                contract, venue, entry["protection"] = "", None, {"error": unavailable.message}
+                contract, venue = "", None
+                entry["protection"] = {"error": unavailable.message}
+                if runner.mode == Runner.Mode.SIM:
+                    entry |= _settle_and_protect(runner, bot, spec, bar_ts, wall, bars, None, None)
             else:
                 base = replace(base, contract=contract)
-                entry["protection"] = execution.protection_sync(base, killed=_killed_reader(bot.pk), venue=venue)
+                entry |= _settle_and_protect(runner, bot, spec, bar_ts, wall, bars, base, venue)
         position = execution.position_state(bot_id=bot.pk, instrument=spec.root)
         inputs |= {
             "bars": {
@@ -282,17 +352,17 @@ def tick_run(
                 protective_stop=made.stop_price,
             )
             if position.quantity:
-                # The entry replaces the position: its stop goes first (it would also count as
-                # working against the position limit of a reversal).
-                stuck = execution.protection_clear(
-                    bot_id=bot.pk, instrument=spec.root, venue=venue, reason=f"replaced by the {made.action} decision"
-                )
+                # The order changes the position: it replaces the position's stop, which stays
+                # working until the venue has accepted this order (refused, it protects on).
+                replaces, stuck = execution.protection_replaceable(bot_id=bot.pk, instrument=spec.root, venue=venue)
                 if stuck:
                     raise TickStopped(
                         RISK,
                         "PROTECTION_NOT_CLEARED",
-                        f"working stop(s) {', '.join(stuck)} could not be cancelled; no new entry on top of them",
+                        f"working stop(s) {', '.join(stuck)} could not be cancelled once a new order is accepted "
+                        "(the broker has no id for them yet); no new order on top of them until reconcile settles them",
                     )
+                plan = replace(plan, replaces=tuple(replaces))
             submission = execution.order_submit(plan, killed=_killed_reader(bot.pk), venue=venue)  # type: ignore[arg-type]
             checks = submission.checks or None
             order = submission.order
@@ -305,20 +375,28 @@ def tick_run(
                 "reason_code": order.reason_code,
                 "created": submission.created,
             }
+            kept = f"; the position keeps its stop {', '.join(plan.replaces)}" if plan.replaces else ""
             if order.status == order.Status.REJECTED_RISK:
-                raise TickStopped(RISK, order.reason_code or "RISK_REJECTED", order.detail)
+                raise TickStopped(RISK, order.reason_code or "RISK_REJECTED", order.detail + kept)
             entry["order"] = order.client_order_id
+            if submission.replaced:
+                entry["replaced"] = submission.replaced
+            if submission.not_replaced:
+                entry["not_replaced"] = submission.not_replaced
+                message = (
+                    f"stop(s) {', '.join(submission.not_replaced)} could not be cancelled after "
+                    f"{order.client_order_id} was accepted: they stay working until the position settles"
+                )
         with run.stage(EXECUTION) as entry:
             if order.status in (order.Status.REJECTED, order.Status.CANCELLED):
-                raise TickStopped(EXECUTION, order.reason_code or "ORDER_REJECTED", order.detail)
+                raise TickStopped(EXECUTION, order.reason_code or "ORDER_REJECTED", order.detail + kept)
             if runner.mode == Runner.Mode.SIM and bar_ts + timedelta(seconds=tf) <= wall:
                 # The next bar has already closed (a replay, or a late tick): fill on it now.
                 nxt = market.bars(
                     spec.root, bot.timeframe, end=bar_ts + timedelta(seconds=tf), count=1,
                     provider=bot.data_provider, bot_id=bot.pk, now=wall,
                 )  # fmt: skip
-                execution.sim_settle(bot_id=bot.pk, instrument=spec.root, bars=nxt, timeframe_seconds=tf)
-                entry["protection"] = execution.protection_sync(plan, killed=_killed_reader(bot.pk), venue=venue)
+                entry |= _settle_and_protect(runner, bot, spec, bar_ts + timedelta(seconds=tf), wall, nxt, plan, venue)
             order.refresh_from_db()
             order_info |= {
                 "status": order.status,
