@@ -239,6 +239,25 @@ def _lifecycle_counts() -> dict[str, Any]:
     return out
 
 
+def _kill_all() -> dict[str, Any]:
+    """The global kill latch (apps/trading/kill_switch.py), read by label: trading is a higher app."""
+    from django.apps import apps as django_apps
+
+    if not django_apps.is_installed("apps.trading"):
+        return {"engaged": False, "since": None, "by": None, "reason": None}
+    row = django_apps.get_model("trading", "KillSwitch").objects.filter(pk=1).first()
+    if row is None or not row.engaged:
+        return {
+            "engaged": False,
+            "since": None,
+            "by": None,
+            "reason": None,
+            "released_at": row.released_at if row else None,
+            "released_by": (row.released_by or None) if row else None,
+        }
+    return {"engaged": True, "since": row.engaged_at, "by": row.engaged_by or None, "reason": row.reason or None}
+
+
 def system_status() -> dict[str, Any]:
     """The verdict of SPEC §3 `GET /api/system/status`, computed from rows and probes, never set.
 
@@ -253,6 +272,20 @@ def system_status() -> dict[str, Any]:
     rows = integration_status_list(now=now)
     blockers: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []  # each may carry "degrades": whether it costs OK
+
+    kill_all = _kill_all()
+    if kill_all["engaged"]:
+        since = kill_all["since"].isoformat() if kill_all["since"] else "an unknown time"
+        blockers.append(
+            _issue(
+                "KILL_ALL_ENGAGED",
+                "kill_switch",
+                f"Kill-all was engaged at {since} by {kill_all['by'] or 'unknown'}: {kill_all['reason']}. "
+                "No bot may start or send an order.",
+                "When it is safe, an operator releases it with a reason (POST /api/system/kill-all/release). "
+                "Bots that kill-all killed stay killed: unkill each one you want to run, from its page.",
+            )
+        )
 
     redis = health.check_redis()
     if not redis["ok"]:
@@ -368,6 +401,7 @@ def system_status() -> dict[str, Any]:
     return {
         "status": verdict,
         "autonomy_allowed": verdict == "OK",
+        "kill_all": kill_all,
         "blockers": blockers,
         "warnings": warnings,
         "integrations": {
