@@ -12,7 +12,7 @@ from apps.integrations import views as integration_views
 from apps.integrations.apis import SystemStatusApi
 from apps.runners import apis as runner_apis
 from apps.runners import apis_jobs as job_apis
-from apps.runners.apis import SystemKillAllApi
+from apps.runners.apis import SystemKillAllApi, SystemKillAllReleaseApi
 
 admin.site.site_header = "TradeOps administration"
 admin.site.site_title = "TradeOps"
@@ -30,6 +30,7 @@ api_patterns = [
     path("jobs/", include("apps.runners.urls_jobs")),
     path("system/status", SystemStatusApi.as_view(), name="system-status"),
     path("system/kill-all", SystemKillAllApi.as_view(), name="system-kill-all"),
+    path("system/kill-all/release", SystemKillAllReleaseApi.as_view(), name="system-kill-all-release"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

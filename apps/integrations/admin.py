@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.integrations.models import StoredCredential
+from apps.integrations.models import IntegrationCheck, StoredCredential
 
 
 @admin.register(StoredCredential)
@@ -16,6 +16,21 @@ class StoredCredentialAdmin(admin.ModelAdmin):
     list_filter = ("provider",)
     fields = ("name", "provider", "updated_at", "updated_by")
     readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(IntegrationCheck)
+class IntegrationCheckAdmin(admin.ModelAdmin):
+    """Each provider's newest verify or probe outcome, written by TradeOps only."""
+
+    list_display = ("provider", "operation", "ok", "checked_at", "latency_ms", "error_code")
+    list_filter = ("operation", "ok")
+    readonly_fields = ("provider", "operation", "ok", "checked_at", "latency_ms", "error_code", "message", "trace_id")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

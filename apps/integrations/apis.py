@@ -31,7 +31,8 @@ class StatusApi(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> HttpResponse:
         return _snapshot_response(
-            selectors.SNAPSHOT_INTEGRATIONS, lambda: {"integrations": selectors.integration_status_list()}
+            selectors.SNAPSHOT_INTEGRATIONS,
+            lambda: {"integrations": selectors.integration_status_list(probe_infra=True)},
         )
 
 

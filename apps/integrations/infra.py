@@ -1,8 +1,15 @@
 """Probes for TradeOps' own infrastructure, registered as the `redis` and `postgres` providers so
-the Connections tab, status and proof of use treat them like any other integration."""
+the Connections tab, status and proof of use treat them like any other integration.
+
+Infrastructure is "used" by being probed: every probe the status and the Overview run goes through
+`probe()`, which meters it (one usage event, operation `probe`, ok or error) and records it as the
+provider's durable check (IntegrationCheck), the same row a Verify writes. So Redis and PostgreSQL
+are connected while they answer, and their 24 h proof-of-use count is the probes that reached them.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import connection
@@ -11,6 +18,11 @@ from apps.core import health
 from apps.integrations.base import ProviderClient
 from apps.integrations.errors import IntegrationError
 from apps.integrations.metering import metered
+from apps.telemetry.services import usage_event_record
+
+logger = logging.getLogger("tradeops.integrations")
+
+_HEALTH_PROBES = {"redis": health.check_redis, "postgres": health.check_database}
 
 
 class _Probe(ProviderClient):
@@ -53,3 +65,29 @@ class PostgresProbe(_Probe):
             cursor.execute("SHOW server_version")
             (version,) = cursor.fetchone()
         return {"server_version": version}
+
+
+def probe(provider: str) -> dict[str, Any]:
+    """Probe `redis` or `postgres` (apps/core/health.py's reachability check), meter it and record
+    the outcome as the provider's durable check. Answers the health dict ({ok, latency_ms, error});
+    never raises: a probe that cannot be recorded (the database is down) is logged, and still answered."""
+    from apps.integrations.models import IntegrationCheck
+    from apps.integrations.services import integration_check_record
+
+    result = _HEALTH_PROBES[provider]()
+    error_code = "" if result["ok"] else "INTEGRATION_NETWORK_ERROR"
+    usage_event_record(
+        provider=provider, operation="probe", ok=result["ok"], latency_ms=result["latency_ms"], error_code=error_code
+    )
+    try:
+        integration_check_record(
+            provider=provider,
+            operation=IntegrationCheck.Operation.PROBE,
+            ok=result["ok"],
+            latency_ms=result["latency_ms"],
+            error_code=error_code,
+            message="answered" if result["ok"] else f"unreachable ({result['error']})",
+        )
+    except Exception as exc:
+        logger.warning("could not record the %s probe: %s", provider, type(exc).__name__)
+    return result

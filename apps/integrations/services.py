@@ -9,11 +9,12 @@ from django.utils import timezone
 
 from apps.core import snapshots
 from apps.core.audit import audit_record
+from apps.core.context import ensure_trace_id
 from apps.core.exceptions import ApplicationError
 from apps.integrations import credentials as creds
 from apps.integrations import crypto, registry
 from apps.integrations.errors import IntegrationError, fix_for
-from apps.integrations.models import StoredCredential
+from apps.integrations.models import IntegrationCheck, StoredCredential
 
 logger = logging.getLogger("tradeops.integrations")
 
@@ -57,10 +58,44 @@ def _invalidate_status() -> None:
     snapshots.invalidate("integrations-status", "system-status")
 
 
+def integration_check_record(
+    *,
+    provider: str,
+    operation: str,
+    ok: bool,
+    latency_ms: float | None,
+    error_code: str | None = None,
+    message: str = "",
+) -> IntegrationCheck:
+    """Upsert the provider's durable check (one statement) and invalidate the status snapshots.
+    Runs in a savepoint when the caller holds a transaction, so a failed write cannot poison it."""
+    row = IntegrationCheck(
+        provider=provider,
+        operation=operation,
+        ok=ok,
+        checked_at=timezone.now(),
+        latency_ms=latency_ms,
+        error_code=error_code or "",
+        message=message[:2000],
+        trace_id=ensure_trace_id(),
+    )
+    with transaction.atomic():
+        IntegrationCheck.objects.bulk_create(
+            [row],
+            update_conflicts=True,
+            unique_fields=["provider"],
+            update_fields=["operation", "ok", "checked_at", "latency_ms", "error_code", "message", "trace_id"],
+        )
+    _invalidate_status()
+    return row
+
+
 def integration_verify(*, provider: str, bot_id: int | None = None) -> VerifyResult:
     """One real, non-destructive connectivity test. Never raises for a provider failure: the
-    result says what failed and how to fix it; the usage event is written by the HTTP layer.
-    A provider with missing variables is not called at all (and no usage event is written)."""
+    result says what failed and how to fix it. Its outcome is recorded as the provider's durable
+    check (IntegrationCheck) before this returns, so a start right after a good verify passes its
+    gate; the usage event (proof of use) is written by the HTTP layer, possibly a moment later.
+    A provider with missing variables is not called at all (nothing is recorded)."""
     spec = spec_or_404(provider)
     now = timezone.now().isoformat()
     resolved = creds.resolve(spec)
@@ -83,7 +118,14 @@ def integration_verify(*, provider: str, bot_id: int | None = None) -> VerifyRes
     except IntegrationError as exc:
         elapsed = (timezone.now() - started).total_seconds() * 1000
         logger.info("verify %s failed: %s", provider, exc.error_code)
-        _invalidate_status()
+        check = integration_check_record(
+            provider=provider,
+            operation=IntegrationCheck.Operation.VERIFY,
+            ok=False,
+            latency_ms=round(elapsed, 1),
+            error_code=exc.error_code,
+            message=exc.message,
+        )
         return VerifyResult(
             provider=provider,
             ok=False,
@@ -91,11 +133,18 @@ def integration_verify(*, provider: str, bot_id: int | None = None) -> VerifyRes
             error_code=exc.error_code,
             message=exc.message,
             suggested_fix=exc.suggested_fix,
-            verified_at=now,
+            verified_at=check.checked_at.isoformat(),
             missing_env_vars=[],
             details={k: v for k, v in exc.extra.items() if k != "provider"},
         )
     elapsed = (timezone.now() - started).total_seconds() * 1000
+    check = integration_check_record(
+        provider=provider,
+        operation=IntegrationCheck.Operation.VERIFY,
+        ok=True,
+        latency_ms=round(elapsed, 1),
+        message=f"{spec.label} answered.",
+    )
     return VerifyResult(
         provider=provider,
         ok=True,
@@ -103,7 +152,7 @@ def integration_verify(*, provider: str, bot_id: int | None = None) -> VerifyRes
         error_code=None,
         message=f"{spec.label} answered.",
         suggested_fix=None,
-        verified_at=now,
+        verified_at=check.checked_at.isoformat(),
         missing_env_vars=[],
         details=details or {},
     )

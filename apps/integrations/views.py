@@ -6,14 +6,14 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from apps.core import health
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
-from apps.integrations import registry, selectors, services
+from apps.integrations import infra, registry, selectors, services
 from apps.integrations.forms import CredentialsForm
 from apps.integrations.registry import CATEGORY_LABELS, Category
 from apps.telemetry import selectors as telemetry_selectors
+from apps.telemetry.services import usage_events_flush
 
 
 def _forbidden(request: HtmxHttpRequest, role: Role) -> HttpResponse | None:
@@ -23,11 +23,16 @@ def _forbidden(request: HtmxHttpRequest, role: Role) -> HttpResponse | None:
 
 
 def _card_context(request: HtmxHttpRequest, provider: str, **extra: object) -> dict[str, object]:
-    row = next((r for r in selectors.integration_status_list() if r["provider"] == provider), None)
+    """Everything a re-rendered card shows, read again after the action: the row from the durable
+    state and the page's summary (swapped out of band), so no figure on the page is left behind."""
+    rows = selectors.integration_status_list()
+    row = next((r for r in rows if r["provider"] == provider), None)
     if row is None:
         raise Http404
     return {
         "row": row,
+        "summary": selectors.integration_summary(rows),
+        "oob_summary": True,
         "can_verify": user_has_role(request.user, Role.OPERATOR),
         "can_edit": user_has_role(request.user, Role.ADMIN),
         **extra,
@@ -38,13 +43,15 @@ def _card_context(request: HtmxHttpRequest, provider: str, **extra: object) -> d
 @login_required
 @vary_on_headers("HX-Request")
 def overview(request: HtmxHttpRequest) -> HttpResponse:
-    database = health.check_database()
+    # The probes are metered and recorded (apps/integrations/infra.py): the cards below and the
+    # status's Redis/PostgreSQL rows say the same thing, and the probes count as their use.
+    database, redis = infra.probe("postgres"), infra.probe("redis")
     context = {
         "nav": "overview",
         "database": database,
-        "redis": health.check_redis(),
+        "redis": redis,
         "scheduler": telemetry_selectors.scheduler_state() if database["ok"] else None,
-        "status": selectors.system_status() if database["ok"] else None,
+        "status": selectors.system_status(probes={"postgres": database, "redis": redis}) if database["ok"] else None,
     }
     template = "integrations/overview.html"
     if request.htmx:
@@ -56,7 +63,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def connections(request: HtmxHttpRequest) -> HttpResponse:
     _require_viewer(request)
-    rows = selectors.integration_status_list()
+    rows = selectors.integration_status_list(probe_infra=True)
     groups = [{"label": CATEGORY_LABELS[c], "rows": [r for r in rows if r["category"] == c.value]} for c in Category]
     return render(
         request,
@@ -64,6 +71,7 @@ def connections(request: HtmxHttpRequest) -> HttpResponse:
         {
             "nav": "connections",
             "groups": groups,
+            "summary": selectors.integration_summary(rows),
             "can_verify": user_has_role(request.user, Role.OPERATOR),
             "can_edit": user_has_role(request.user, Role.ADMIN),
         },
@@ -83,6 +91,9 @@ def verify(request: HtmxHttpRequest, provider: str) -> HttpResponse:
     if (denied := _forbidden(request, Role.OPERATOR)) is not None:
         return denied
     result = services.integration_verify(provider=provider)
+    # The outcome is already durable (IntegrationCheck); wait briefly for this process's usage
+    # event too, so the card's call count includes the verify it reports.
+    usage_events_flush(timeout=2.0)
     return render(request, "integrations/connections_card.html", _card_context(request, provider, result=result))
 
 

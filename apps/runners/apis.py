@@ -143,6 +143,9 @@ class BotUnkillApi(APIView):
 
 
 class SystemKillAllApi(APIView):
+    """POST /api/system/kill-all {"reason"} (operator): the global latch, then every bot killed,
+    open orders cancelled, runners stopped. The latch stays until released (below)."""
+
     permission_classes = [IsOperator]
     InputSerializer = ReasonInputSerializer
 
@@ -150,8 +153,45 @@ class SystemKillAllApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        reports = runner_services.system_kill_all(actor=request.user, reason=data.validated_data["reason"])
-        body: dict[str, Any] = {"killed": [r.as_dict() for r in reports], "trace_id": ensure_trace_id()}
+        done = runner_services.system_kill_all(actor=request.user, reason=data.validated_data["reason"])
+        body: dict[str, Any] = {
+            "kill_all": done.state.as_dict(),
+            "newly_engaged": done.newly_engaged,
+            "killed": [r.as_dict() for r in done.reports],
+            "message": "Kill-all is engaged: no bot may start or send an order until a person releases it with "
+            "a reason (POST /api/system/kill-all/release).",
+            "trace_id": ensure_trace_id(),
+        }
+        return Response(body)
+
+
+class SystemKillAllReleaseApi(APIView):
+    """POST /api/system/kill-all/release {"reason"} (operator or admin; a reason is required).
+    Ends the global latch only: a bot that kill-all killed stays killed until its own unkill."""
+
+    permission_classes = [IsOperator]
+    InputSerializer = ReasonInputSerializer
+
+    @extend_schema(request=ReasonInputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        state, still_killed = runner_services.system_kill_all_release(
+            actor=request.user, reason=data.validated_data["reason"]
+        )
+        if still_killed:
+            after = (
+                f"{len(still_killed)} bot{'s are' if len(still_killed) != 1 else ' is'} still killed and will not "
+                "start until each is unkilled with a reason (Unkill on its page, or POST /api/bots/<id>/unkill)."
+            )
+        else:
+            after = "No bot is killed."
+        body = {
+            "kill_all": state.as_dict(),
+            "still_killed_bot_ids": still_killed,
+            "message": f"Kill-all is released: bots may start again once nothing else stops them. {after}",
+            "trace_id": ensure_trace_id(),
+        }
         return Response(body)
 
 

@@ -70,3 +70,11 @@ def usage_event_record(
         )
     except Exception:
         logger.exception("could not record a usage event for %s.%s", provider, operation)
+
+
+def usage_events_flush(*, timeout: float) -> bool:
+    """Wait (at most `timeout` seconds) until this process's buffered usage events are written.
+    For a page that is about to show a count including a call it just made."""
+    from apps.telemetry import usage_writer
+
+    return usage_writer.flush(timeout)

@@ -219,3 +219,29 @@ class ReconcileReport(models.Model):
 
     def __str__(self) -> str:
         return f"reconcile bot {self.bot_id} {self.status}"
+
+
+class KillSwitch(models.Model):
+    """The global kill latch (RELIABILITY K1, K2): one row (pk 1). While `engaged`, the risk engine
+    refuses every new order of every bot (a reducing flatten excepted, as for a bot's own latch),
+    the send path refuses to send, and no runner may start. Set by kill-all, cleared only by a
+    person with a reason; both audited. It lives here, in trading, because the risk engine and the
+    send path must read it; higher apps (runners, bots) read and move it through
+    apps/trading/kill_switch.py, and the status selector reads it by label."""
+
+    SINGLETON = 1
+
+    engaged = models.BooleanField(default=False)
+    engaged_at = models.DateTimeField(null=True, blank=True)
+    engaged_by = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.CharField(max_length=150, blank=True)
+    release_reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="kill_switch_singleton")]
+
+    def __str__(self) -> str:
+        return f"kill-all {'ENGAGED' if self.engaged else 'released'}"

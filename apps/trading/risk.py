@@ -29,7 +29,8 @@ What the caller (the execution service, later) must provide and do:
 
 Trading states (NautilusTrader's, RELIABILITY R10/R11): ACTIVE allows what the limits allow;
 REDUCING allows only intents that strictly reduce the position; HALTED denies every new order.
-The kill latch denies every new order too. One exception to both: an intent with origin FLATTEN
+The kill latch denies every new order too (the bot's own, or kill-all's global one,
+`RiskContext.global_kill`). One exception to both: an intent with origin FLATTEN
 (an operator's or the kill switch's "flatten", SPEC §3 kill `flatten`) that strictly reduces the
 position passes the kill latch, HALTED, and the limits that bound added risk (FIA kill-switch
 guidance: "may allow risk-reducing orders while preventing risk-increasing orders"). It still
@@ -215,6 +216,8 @@ class RiskContext:
     killed: bool
     account_exposure_contracts: int | None
     account_limit_contracts: int | None
+    # The global kill latch (kill-all): None when released, else who engaged it, when and why.
+    global_kill: str | None = None
 
 
 @dataclass(frozen=True)
@@ -386,11 +389,12 @@ def _position_consistent(intent: OrderIntent, ctx: RiskContext) -> CheckResult:
 
 def _kill_latch(intent: OrderIntent, ctx: RiskContext, flatten: bool) -> CheckResult:
     name = "kill_latch"
-    if not ctx.killed:
-        return _ok(name, "not killed")
+    if not ctx.killed and ctx.global_kill is None:
+        return _ok(name, "not killed; kill-all released")
+    scope = f"{ctx.global_kill}" if ctx.global_kill is not None else "the bot is killed (scope: bot)"
     if flatten:
-        return _ok(name, "killed; a flatten that strictly reduces the position is allowed")
-    return _fail(name, RISK_KILLED, "the bot is killed: only cancels (and a reducing flatten) are allowed")
+        return _ok(name, f"{scope}; a flatten that strictly reduces the position is allowed")
+    return _fail(name, RISK_KILLED, f"{scope}: only cancels (and a reducing flatten) are allowed")
 
 
 def _trading_state(intent: OrderIntent, ctx: RiskContext, flatten: bool, reducing: bool) -> CheckResult:

@@ -17,7 +17,8 @@ Then the venue:
   A worker killed during the send leaves the row PENDING_SUBMIT, which reconcile treats as unknown.
 
 Rows name bots by plain id (bots live in a higher app); what the trading app needs to know about a
-bot arrives in the plan, and the kill latch through a callable that reads it from PostgreSQL.
+bot arrives in the plan, and the kill latch through a callable that reads it from PostgreSQL. The
+global kill-all latch (apps/trading/kill_switch.py) is read here, at risk and again before a send.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from apps.integrations.errors import IntegrationError
 from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue
 from apps.market import instruments
 from apps.market.bars import MarketBar
-from apps.trading import risk, stops
+from apps.trading import kill_switch, risk, stops
 from apps.trading.fills import FillModel, PositionState, apply_fill, first_fill, unrealized_pnl
 from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
 
@@ -324,6 +325,8 @@ def order_submit(
     with transaction.atomic(durable=True):
         account = _account_row(plan.venue, plan.account)
         context = _context(plan, killed=killed(), account=account, pol=pol)
+        kill_all = kill_switch.kill_all_state_for_send()  # K1: the global latch, read like the bot's
+        context = replace(context, global_kill=kill_all.describe() if kill_all.engaged else None)
         intent = risk.OrderIntent.create(
             bot_id=plan.bot_id,
             account=plan.account,
@@ -412,6 +415,10 @@ def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> Non
     with transaction.atomic(durable=True):
         if killed():  # the latch moved between risk and send: nothing leaves
             close(Order.Status.CANCELLED, "RISK_KILLED", "the bot was killed before the order was sent")
+            return
+        kill_all = kill_switch.kill_all_state_for_send()
+        if kill_all.engaged:
+            close(Order.Status.CANCELLED, "RISK_KILLED", f"not sent: {kill_all.describe()}")
             return
         request = OrderRequest(
             client_order_id=order.client_order_id,

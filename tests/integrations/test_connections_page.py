@@ -91,3 +91,41 @@ def test_a_user_without_a_role_sees_nothing(stranger: Any) -> None:
 def test_an_empty_key_form_says_so(admin_user: Any) -> None:
     html = _client(admin_user, htmx=True).post("/connections/polygon/credentials", {}).content.decode()
     assert "Enter at least one value." in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_verify_the_whole_card_and_the_summary_are_current(
+    operator: Any, provider_stub: Any, settings: Any
+) -> None:
+    """The card re-rendered by Verify reads the durable state, with the usage writer in its
+    production (background) mode: no "ok" beside "not connected · never · 0 calls"."""
+    settings.INTEGRATIONS_USAGE_WRITES = "background"
+    provider_stub("databento")
+    client = _client(operator, htmx=True)
+    page = client.get("/connections/").content.decode()
+    total = len(registry.PROVIDERS)
+    assert f"<strong>2 of {total}</strong> connected" in page  # PostgreSQL and Redis answer their probes
+    before = page[page.index('id="card-databento"') :]
+    assert "configured · not connected" in before[: before.index("</article>")]
+
+    card = client.post("/connections/databento/verify").content.decode()
+    own = card[: card.index("</article>")]
+    assert "Verify: ok in" in own and "pill-ok" in own and ">connected<" in own
+    assert "not connected" not in own and "INTEGRATION_NOT_CONNECTED" not in own
+    assert "Last verified</dt><dd>0" in own and "never" not in own.split("Last used")[0]
+    assert ">1 call<" in own  # the verify it reports is counted
+    # The page's summary comes along, out of band, from the same rows.
+    oob = card[card.index('id="connections-summary"') :]
+    assert 'hx-swap-oob="true"' in oob[:80] and f"<strong>3 of {total}</strong> connected" in oob
+
+
+def test_infrastructure_cards_have_no_key_form_and_show_their_probes(admin_user: Any) -> None:
+    html = _client(admin_user).get("/connections/").content.decode()
+    for provider in ("redis", "postgres"):
+        card = html[html.index(f'id="card-{provider}"') :]
+        card = card[: card.index("</article>")]
+        assert "Enter keys" not in card and 'type="password"' not in card
+        assert ">connected<" in card and "Last checked</dt><dd>0" in card and ">0 calls<" not in card
+    # Other providers still offer the form to an admin.
+    polygon = html[html.index('id="card-polygon"') :]
+    assert "Enter keys" in polygon[: polygon.index("</article>")]

@@ -26,6 +26,7 @@ from apps.market.instruments import TIMEFRAME_SECONDS, trade_date_start
 from apps.market.selectors import latest_bar
 from apps.runners.models import Runner
 from apps.telemetry.selectors import scheduler_state
+from apps.trading import kill_switch
 from apps.trading import services as execution
 from apps.trading.models import Position, ReconcileReport
 from apps.trading.reconcile import reconcile_bot
@@ -62,11 +63,22 @@ def _refuse(bot: Bot, actor: Any, action: str, error: ApplicationError) -> None:
 
 def safe_start_check(*, bot: Bot) -> None:
     """Every gate, in the order an operator should fix them. Raises the first that fails."""
+    kill_all = kill_switch.kill_all_state()
+    if kill_all.engaged:
+        raise StateConflict(
+            f"No bot may start: {kill_all.describe()}.",
+            error_code="BOT_KILLED",
+            suggested_fix="When it is safe, an operator releases kill-all with a reason "
+            f"({kill_switch.RELEASE_PATH}); a bot that kill-all killed then still needs its own unkill.",
+            extra={"scope": "global", "kill_all": kill_all.as_json()},
+        )
     if bot.killed:
         raise StateConflict(
             f"Bot {bot.name} is killed ({bot.kill_reason or 'no reason given'}).",
             error_code="BOT_KILLED",
-            suggested_fix="An operator must unkill it with a reason (POST /api/bots/{id}/unkill) before it can start.",
+            suggested_fix=f"An operator must unkill it with a reason (POST /api/bots/{bot.pk}/unkill, or Unkill on "
+            "its page) before it can start.",
+            extra={"scope": "bot"},
         )
     rows = {r["provider"]: r for r in integration_selectors.integration_status_list()}
     for provider in needed_integrations(bot):
@@ -357,7 +369,19 @@ def bot_kill(*, bot: Bot, actor: Any, reason: str, flatten: bool = False, scope:
     return report
 
 
-def system_kill_all(*, actor: Any, reason: str) -> list[KillReport]:
+@dataclass
+class KillAllReport:
+    state: kill_switch.KillAllState
+    newly_engaged: bool
+    reports: list[KillReport]
+
+
+def system_kill_all(*, actor: Any, reason: str) -> KillAllReport:
+    """Kill-all (RELIABILITY K1): the global latch first (committed on its own, so every start,
+    risk check and send refuses from here on, a bot created meanwhile included), then every bot
+    killed as by its own kill switch (latched, runner stopped, open orders cancelled). The latch
+    stays until a person releases it (system_kill_all_release)."""
+    state, engaged = kill_switch.kill_all_engage(actor=actor, reason=reason)
     reports = [bot_kill(bot=bot, actor=actor, reason=reason, scope="system") for bot in Bot.objects.order_by("pk")]
     audit_record(
         action="system.kill_all",
@@ -365,9 +389,16 @@ def system_kill_all(*, actor: Any, reason: str) -> list[KillReport]:
         target_type="system",
         target_id="all",
         reason=reason,
-        after={"bots": len(reports)},
+        after={"scope": "global", "bots": len(reports), "newly_engaged": engaged},
     )
-    return reports
+    return KillAllReport(state=state, newly_engaged=engaged, reports=reports)
+
+
+def system_kill_all_release(*, actor: Any, reason: str) -> tuple[kill_switch.KillAllState, list[int]]:
+    """Release the global latch (a person with the operator role, and a reason; audited). Bots stay
+    as they are: those still killed (by kill-all or on their own) are returned, each needs its unkill."""
+    state = kill_switch.kill_all_release(actor=actor, reason=reason)
+    return state, list(Bot.objects.filter(killed=True).order_by("pk").values_list("pk", flat=True))
 
 
 RECONCILE_EVERY_SECONDS = 300
