@@ -4,16 +4,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
-from django.views.decorators.vary import vary_on_headers
 
-from apps.core import health
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
 from apps.integrations import registry, selectors, services
 from apps.integrations.forms import CredentialsForm
 from apps.integrations.registry import CATEGORY_LABELS, Category
-from apps.telemetry import selectors as telemetry_selectors
 
 
 def _forbidden(request: HtmxHttpRequest, role: Role) -> HttpResponse | None:
@@ -32,24 +29,6 @@ def _card_context(request: HtmxHttpRequest, provider: str, **extra: object) -> d
         "can_edit": user_has_role(request.user, Role.ADMIN),
         **extra,
     }
-
-
-@require_GET
-@login_required
-@vary_on_headers("HX-Request")
-def overview(request: HtmxHttpRequest) -> HttpResponse:
-    database = health.check_database()
-    context = {
-        "nav": "overview",
-        "database": database,
-        "redis": health.check_redis(),
-        "scheduler": telemetry_selectors.scheduler_state() if database["ok"] else None,
-        "status": selectors.system_status() if database["ok"] else None,
-    }
-    template = "integrations/overview.html"
-    if request.htmx:
-        template += "#platform-status"
-    return render(request, template, context)
 
 
 @require_GET

@@ -135,7 +135,7 @@ def test_paper_to_live_still_fails_closed_on_paper_evidence_when_everything_else
     Runner.objects.create(bot=bot, status=Runner.Status.STOPPED)
     gates = _gates(_promote(token_client("admin"), bot, "LIVE"))
     assert [name for name, g in gates.items() if not g["passed"]] == ["paper_evidence"]
-    assert gates["paper_evidence"]["detail"].startswith("paper results arrive with a later issue")
+    assert gates["paper_evidence"]["detail"].startswith("paper results are not recorded yet")
     assert _stage(bot) == "PAPER"
 
 
