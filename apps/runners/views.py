@@ -29,7 +29,7 @@ from apps.bots import selectors as bot_selectors
 from apps.bots import services as bot_services
 from apps.bots.exceptions import BotNotFound
 from apps.bots.models import Bot
-from apps.bots.views import forbidden, render_action, render_polled, require_viewer
+from apps.bots.views import bot_config_context, forbidden, render_action, render_polled, require_viewer
 from apps.core import health
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
@@ -171,6 +171,8 @@ def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[st
         "polling": runtime.in_motion,
         "can_operate": user_has_role(request.user, Role.OPERATOR),
         "is_admin": user_has_role(request.user, Role.ADMIN),
+        "trading_states": ("ACTIVE", "REDUCING", "HALTED"),
+        **bot_config_context(runtime.bot),
         **extra,
     }
 
@@ -179,8 +181,13 @@ def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[st
 @login_required
 @vary_on_headers("HX-Request")
 def bot_detail(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    """The bot page; for htmx its live status region, or (?part=actions) its actions panel, which
+    refreshes when bots change elsewhere (a kill-all from the header)."""
     require_viewer(request)
-    return render_polled(request, BOT_PAGE, "bot-status", _bot_context(request, bot_id))
+    context = _bot_context(request, bot_id)
+    if request.htmx and request.GET.get("part") == "actions":
+        return render(request, f"{BOT_PAGE}#bot-actions", context)
+    return render_polled(request, BOT_PAGE, "bot-status", context)
 
 
 def bot_action(act: Callable[[HtmxHttpRequest, Bot], dict[str, Any]]) -> Callable[..., HttpResponse]:
@@ -204,6 +211,8 @@ def bot_action(act: Callable[[HtmxHttpRequest, Bot], dict[str, Any]]) -> Callabl
             outcome = act(request, bot)
         except ApplicationError as exc:
             refusal = exc
+            # The refused form comes back as it was sent (its reason, its choices), like a bound form.
+            outcome = {"refused_form": act.__name__.removeprefix("bot_"), "posted": request.POST}
         context = _bot_context(request, bot_id, refusal=refusal, **outcome)
         return render_action(request, BOT_PAGE, "bot-actions", context, refusal=refusal, changed_event="bot-changed")
 
@@ -249,10 +258,24 @@ def bot_promote(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
 
 @bot_action
 def bot_demote(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    to_stage = request.POST.get("to_stage", "")
+    if not to_stage:
+        raise ApplicationError(
+            "Nothing was demoted: no stage was chosen.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            suggested_fix="Choose the stage to demote to, give a reason, and press Demote.",
+        )
+    if to_stage == Bot.Stage.RETIRED and request.POST.get("confirm_retire") != "on":
+        # RETIRED is final (no promotion out of it): the page asks for a ticked confirmation.
+        raise ApplicationError(
+            "Nothing was demoted: retiring a bot is final and was not confirmed.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            suggested_fix="Tick “Yes, retire it for good” and press Demote again, or choose a lower stage instead.",
+        )
     # The runners service: a runner the new stage cannot keep is stopped too.
-    change = runner_services.bot_demote(
-        bot=bot, to_stage=request.POST.get("to_stage", ""), reason=_reason(request), actor=request.user
-    )
+    change = runner_services.bot_demote(bot=bot, to_stage=to_stage, reason=_reason(request), actor=request.user)
     return {"message": f"Demoted {change.from_stage} → {change.to_stage}; the autonomy tier is LOCKED."}
 
 
