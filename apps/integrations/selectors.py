@@ -341,7 +341,8 @@ def system_status() -> dict[str, Any]:
             "SUPERVISOR_UNAVAILABLE",
             "supervisor",
             "The autonomy supervisor has not run.",
-            "The autonomy supervisor is not built yet; until it runs, autonomy stays off (status at best DEGRADED).",
+            "Nothing to do: TradeOps has no autonomy supervisor yet, so autonomy stays off and the status is at "
+            "best DEGRADED; bots still run at the stage an operator gives them.",
             degrades=True,
         )
     )

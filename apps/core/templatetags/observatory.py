@@ -38,14 +38,18 @@ _GATES = re.compile(r"every gate with passed=false in `gates`")
 _CODE = re.compile(r"`([^`]+)`")
 
 
-def _bot_link(bot_id: str | None, action: str | None) -> str:
+def _bot_link(bot_id: str | None, action: str | None, *, bracketed: bool) -> str:
     label, anchor = _BOT_CONTROLS.get(action or "", ("", ""))
     if bot_id is None:
-        return format_html('<a href="{}">{}</a>', reverse("bot-pages:list"), "the bot's page")
-    url = reverse("bot-page:detail", args=[int(bot_id)])
-    if not label:
-        return format_html('<a href="{}">the bot\'s page</a>', url)
-    return format_html('with <a href="{}#{}">{}</a> on the bot\'s page', url, anchor, label)
+        link = format_html('<a href="{}">the bot\'s page</a>', reverse("bot-pages:list"))
+    else:
+        url = reverse("bot-page:detail", args=[int(bot_id)])
+        link = (
+            format_html('<a href="{}#{}">{}</a> on the bot\'s page', url, anchor, label)
+            if label
+            else format_html('<a href="{}">the bot\'s page</a>', url)
+        )
+    return f"({link})" if bracketed else link
 
 
 @register.filter(is_safe=True)
@@ -57,13 +61,16 @@ def page_fix(text: Any, bot_id: Any = None) -> SafeString:
     html = str(conditional_escape(str(text)))
     html = _GATES.sub("every failed gate in the table above", html)
 
+    def bracketed(match: re.Match[str]) -> bool:
+        return match.group(0).startswith("(") and match.group(0).endswith(")")
+
     def bot(match: re.Match[str]) -> str:
         raw_id, action = match.group(1), match.group(2)
         the_id = known if raw_id == "{id}" else raw_id
-        return _bot_link(the_id, action)
+        return _bot_link(the_id, action, bracketed=bracketed(match))
 
     html = _BOT_ENDPOINT.sub(bot, html)
-    html = _RUNNER_STOP.sub(lambda m: _bot_link(known, "stop"), html)
+    html = _RUNNER_STOP.sub(lambda m: _bot_link(known, "stop", bracketed=bracketed(m)), html)
     html = _BOTS_COLLECTION.sub(
         lambda m: format_html(
             '<a href="{}">{}</a>',
