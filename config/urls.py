@@ -8,10 +8,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.bots import urls as bot_urls
 from apps.core.views import legacy_function_retired
-from apps.integrations import views as integration_views
 from apps.integrations.apis import SystemStatusApi
 from apps.runners import apis as runner_apis
 from apps.runners import apis_jobs as job_apis
+from apps.runners import views as runner_views
 from apps.runners.apis import SystemKillAllApi, SystemKillAllReleaseApi
 
 admin.site.site_header = "TradeOps administration"
@@ -48,5 +48,5 @@ urlpatterns = [
     path("bots/", include("apps.runners.urls_pages_bots")),  # the bot page: its actions stop runners
     path("runners/", include("apps.runners.urls_pages")),
     path("jobs/", include("apps.runners.urls_pages_jobs")),
-    path("", integration_views.overview, name="overview"),
+    path("", runner_views.overview, name="overview"),  # the desk reads runners: the top layer composes it
 ]

@@ -94,8 +94,9 @@ def _backtest_gate(bot: Bot) -> dict[str, Any]:
     return _gate(
         "backtest_promotable",
         False,
-        "no backtest classified promotable yet: backtests arrive with a later issue, so there is no evidence "
-        "that this strategy and config earn money on real bars.",
+        "no backtest has classified this strategy and config as promotable (TradeOps cannot run backtests "
+        "yet), so there is no evidence that it earns money on real bars. An admin may override this gate "
+        "for PAPER, which trades simulated money; the override is audited.",
     )
 
 
@@ -148,8 +149,8 @@ def _paper_evidence_gate(bot: Bot) -> dict[str, Any]:
     return _gate(
         "paper_evidence",
         False,
-        "paper results arrive with a later issue: there is no record yet of days, trades, expectancy and "
-        "drawdown at PAPER to judge.",
+        "paper results are not recorded yet: TradeOps has no record of days, trades, expectancy and "
+        "drawdown at PAPER to judge a LIVE promotion by, so this gate cannot pass yet.",
     )
 
 

@@ -15,12 +15,16 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from apps.bots import forms as bot_forms
 from apps.bots import selectors, services
+from apps.bots.exceptions import BotNotFound, BotValidationError
+from apps.bots.models import Bot
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
 
 BOT_LIST = "bots/bot_list.html"
+BOT_CONFIG = "bots/bot_config.html"
 
 
 # --- helpers shared by the bot, runner and job pages ---------------------------------------------
@@ -77,7 +81,40 @@ def _list_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
         "bots": selectors.bot_list(),
         "polling": selectors.bot_runners_in_motion(),
         "can_operate": user_has_role(request.user, Role.OPERATOR),
+        **create_form_context(),
         **extra,
+    }
+
+
+def create_form_context(posted: Any = None, errors: dict[str, list[str]] | None = None, **extra: Any) -> dict[str, Any]:
+    """The New bot form: its choices, and after a refusal what was sent and each field's errors."""
+    errors = errors or {}
+    values = {name: (posted.get(name, "") if posted is not None else "") for name in bot_forms.CREATE_FIELDS}
+    return {
+        "create": {
+            **bot_forms.create_choices(),
+            "values": values,
+            "errors": errors,
+            "risk_rows": bot_forms.risk_limit_rows({}, posted=posted, errors=errors),
+            **extra,
+        }
+    }
+
+
+def bot_config_context(
+    bot: Bot, posted: Any = None, errors: dict[str, list[str]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The bot page's Configuration section and its edit form (parameters and risk limits)."""
+    errors = errors or {}
+    return {
+        "config": {
+            "parameter_rows": bot_forms.parameter_rows(bot, posted=posted, errors=errors),
+            "risk_rows": bot_forms.risk_limit_rows(bot.risk_limits or {}, posted=posted, errors=errors),
+            "errors": errors,
+            "reason": posted.get("reason", "") if posted is not None else "",
+            "editable": bot.stage != Bot.Stage.RETIRED,
+            **extra,
+        }
     }
 
 
@@ -109,3 +146,64 @@ def starter_pack(request: HtmxHttpRequest) -> HttpResponse:
     return render_action(
         request, BOT_LIST, "starter-pack-outcome", context, refusal=refusal, changed_event="bots-changed"
     )
+
+
+@require_POST
+@login_required
+def bot_create(request: HtmxHttpRequest) -> HttpResponse:
+    """New bot from the Bots page: the same service and validation as POST /api/bots; each field's
+    error is shown beside its input, and what was typed stays."""
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    refusal, bot = None, None
+    try:
+        bot = services.bot_create(actor=request.user, **bot_forms.create_arguments(request.POST))
+    except ApplicationError as exc:
+        refusal = exc
+    if refusal is None:
+        form = create_form_context(created=bot)
+    else:
+        errors = (
+            bot_forms.field_errors(refusal.extra.get("fields", {})) if isinstance(refusal, BotValidationError) else {}
+        )
+        form = create_form_context(posted=request.POST, errors=errors, refusal=refusal)
+    context = _list_context(request, **form)
+    if request.htmx:
+        response = render(request, f"{BOT_LIST}#bot-create", context)
+        return trigger_client_event(response, "bots-changed") if refusal is None else response
+    return render(request, BOT_LIST, context, status=refusal.status_code if refusal else 200)
+
+
+@require_POST
+@login_required
+def bot_edit(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    """Edit a bot's parameters and risk limits from its page: the same service and validation as
+    PATCH /api/bots/{id} (a new config version when anything changed, audited)."""
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    try:
+        bot = selectors.bot_get(bot_id=bot_id)
+    except BotNotFound:
+        raise Http404 from None
+    before = bot.config_version
+    try:
+        bot = services.bot_update(bot=bot, actor=request.user, **bot_forms.update_arguments(bot, request.POST))
+    except ApplicationError as exc:
+        errors = bot_forms.field_errors(exc.extra.get("fields", {})) if isinstance(exc, BotValidationError) else {}
+        context = {"bot": bot, **bot_config_context(bot, posted=request.POST, errors=errors, refusal=exc)}
+        refusal: ApplicationError | None = exc
+    else:
+        changed = bot.config_version != before
+        message = (
+            f"Saved as config v{bot.config_version}." if changed else f"Nothing changed; still v{bot.config_version}."
+        )
+        context = {"bot": bot, **bot_config_context(bot, message=message)}
+        refusal = None
+    context.update(
+        config_versions=selectors.bot_config_version_list(bot=bot, limit=5),
+        can_operate=True,
+    )
+    if request.htmx:
+        response = render(request, BOT_CONFIG, context)
+        return trigger_client_event(response, "bot-changed") if refusal is None else response
+    return render(request, BOT_CONFIG, context, status=refusal.status_code if refusal else 200)

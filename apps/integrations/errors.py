@@ -6,7 +6,8 @@ from apps.core.exceptions import ApplicationError
 
 # error_code -> how to fix it; `{vars}` is the provider's required variables, `{label}` its name.
 FIXES: dict[str, str] = {
-    "INTEGRATION_KEY_MISSING": "Enter {vars} on the Connections page (or set them in the environment), then Verify.",
+    "INTEGRATION_KEY_MISSING": "Enter {vars} with “Enter keys” on the {label} card in Connections (admin), or "
+    "set them in the environment, then Verify.",
     "INTEGRATION_AUTH_FAILED": "{label} rejected the credentials: check {vars} (a typo, a revoked or expired key), "
     "enter them again, then Verify.",
     "INTEGRATION_PERMISSION_DENIED": "{label} accepted the credentials but refused this call: check the plan, "
@@ -23,7 +24,7 @@ FIXES: dict[str, str] = {
     "INTEGRATION_REQUEST_REJECTED": "{label} rejected the request as sent: check the optional settings "
     "({base_url_var}, account or dataset names) and report the trace id if they are right.",
     "INTEGRATION_VERIFY_FAILED": "Verify failed: see the message, fix the cause, then Verify again.",
-    "INTEGRATION_NOT_CONNECTED": "Verify {label} on the Connections page; it has not succeeded recently.",
+    "INTEGRATION_NOT_CONNECTED": "Press Verify on the {label} card in Connections; it has not succeeded recently.",
 }
 
 # Codes after which repeating the same call may succeed (R15: retry only these).
@@ -90,8 +91,8 @@ class IntegrationKeyMissing(IntegrationError):
             f"{provider} is not configured: {', '.join(missing)} missing.",
             error_code="INTEGRATION_KEY_MISSING",
             provider=provider,
-            suggested_fix=f"Enter {', '.join(missing)} on the Connections page (or set them in the environment), "
-            "then Verify.",
+            suggested_fix=f"Enter {', '.join(missing)} with “Enter keys” on the {provider} card in Connections "
+            "(admin), or set them in the environment, then Verify.",
             status_code=409,
             extra={"missing_env_vars": missing},
         )

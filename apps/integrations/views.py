@@ -4,15 +4,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
-from django.views.decorators.vary import vary_on_headers
 
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
-from apps.integrations import infra, registry, selectors, services
+from apps.integrations import registry, selectors, services
 from apps.integrations.forms import CredentialsForm
 from apps.integrations.registry import CATEGORY_LABELS, Category
-from apps.telemetry import selectors as telemetry_selectors
 from apps.telemetry.services import usage_events_flush
 
 
@@ -37,26 +35,6 @@ def _card_context(request: HtmxHttpRequest, provider: str, **extra: object) -> d
         "can_edit": user_has_role(request.user, Role.ADMIN),
         **extra,
     }
-
-
-@require_GET
-@login_required
-@vary_on_headers("HX-Request")
-def overview(request: HtmxHttpRequest) -> HttpResponse:
-    # The probes are metered and recorded (apps/integrations/infra.py): the cards below and the
-    # status's Redis/PostgreSQL rows say the same thing, and the probes count as their use.
-    database, redis = infra.probe("postgres"), infra.probe("redis")
-    context = {
-        "nav": "overview",
-        "database": database,
-        "redis": redis,
-        "scheduler": telemetry_selectors.scheduler_state() if database["ok"] else None,
-        "status": selectors.system_status(probes={"postgres": database, "redis": redis}) if database["ok"] else None,
-    }
-    template = "integrations/overview.html"
-    if request.htmx:
-        template += "#platform-status"
-    return render(request, template, context)
 
 
 @require_GET
@@ -133,8 +111,54 @@ def usage_popout(request: HtmxHttpRequest, provider: str) -> HttpResponse:
     return render(request, "integrations/usage_events_modal.html", {"spec": spec, "events": events})
 
 
+# What each category is for the system, in the order an operator should act: the minimum that
+# unblocks TradeOps first (one verified market-data provider), optional providers marked optional.
+_NEEDS = {
+    Category.MARKET_DATA: (
+        "needed",
+        "One of these providers, configured and verified, unblocks TradeOps: every bot's ticks read its bars. "
+        "You do not need both.",
+    ),
+    Category.BROKER: (
+        "LIVE only",
+        "Only a LIVE bot needs a broker: the one its venue names. LAB and PAPER bots trade on the simulated venue.",
+    ),
+    Category.AI: (
+        "optional",
+        "Optional: narratives of decision traces and lab reviews. Any one provider is enough; none is needed to trade.",
+    ),
+    Category.NOTIFICATIONS: ("optional", "Optional: SMS alerts and SMS sign-in codes."),
+    Category.INFRA: (
+        "built in",
+        "`make run` starts an embedded PostgreSQL and Redis when these are unset; set them only to use your own.",
+    ),
+}
+
+
 @require_GET
 @login_required
 def keys_needed(request: HtmxHttpRequest) -> HttpResponse:
     _require_viewer(request)
-    return render(request, "integrations/keys_needed.html", {"nav": "connections", "groups": selectors.keys_needed()})
+    rows = selectors.integration_status_list()
+    groups = []
+    for group in selectors.keys_needed():
+        category = Category(group["category"])
+        in_group = [r for r in rows if r["category"] == category.value]
+        need, why = _NEEDS[category]
+        groups.append(
+            {
+                **group,
+                "need": need,
+                "why": why,
+                "blocking": category == Category.MARKET_DATA,
+                "providers": in_group,
+                "connected": [r["label"] for r in in_group if r["connected"]],
+                "configured": [r["label"] for r in in_group if r["configured"]],
+            }
+        )
+    market = next(g for g in groups if g["category"] == Category.MARKET_DATA.value)
+    return render(
+        request,
+        "integrations/keys_needed.html",
+        {"nav": "connections", "groups": groups, "market": market},
+    )

@@ -8,4 +8,5 @@ app_name = "runner-pages"
 
 urlpatterns = [
     path("", views.runner_list, name="list"),
+    path("kill-all", views.kill_all, name="kill-all"),
 ]

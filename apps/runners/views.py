@@ -1,4 +1,8 @@
-"""The bot page, the Runners page and the Jobs page of the Observatory.
+"""The Overview (platform status and the desk), the bot page, the Runners page, the Jobs page
+and the header's Kill-all control of the Observatory.
+
+The Overview lives here, the top layer, because its desk reads bots, runners, fills and decisions
+(apps.runners.selectors.desk) beside the platform status of apps.integrations.
 
 The bot page lives here, not in apps.bots: its actions start, stop, restart and kill runners
 (this app), besides promoting and unkilling through the bots services, and a lower app never
@@ -15,29 +19,144 @@ from typing import Any
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import trigger_client_event
 
 from apps.bots import selectors as bot_selectors
 from apps.bots import services as bot_services
 from apps.bots.exceptions import BotNotFound
 from apps.bots.models import Bot
-from apps.bots.views import forbidden, render_action, render_polled, require_viewer
+from apps.bots.views import bot_config_context, forbidden, render_action, render_polled, require_viewer
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
+from apps.integrations import infra, registry
+from apps.integrations import selectors as integration_selectors
+from apps.integrations.registry import CATEGORY_LABELS, Category
 from apps.runners.models import Job
+from apps.runners.selectors import desk as desk_selectors
 from apps.runners.selectors import jobs as job_selectors
 from apps.runners.selectors import runners as runner_selectors
 from apps.runners.services import jobs as job_services
 from apps.runners.services import runners as runner_services
+from apps.telemetry import selectors as telemetry_selectors
 from apps.trading import services as trading_services
 
 BOT_PAGE = "runners/bot_detail.html"
 RUNNER_LIST = "runners/runner_list.html"
 JOB_LIST = "runners/job_list.html"
 JOBS_PER_PAGE = 50
+OVERVIEW = "integrations/overview.html"
+# What an action that changes bots elsewhere tells every live region on the page (HX-Trigger).
+BOTS_CHANGED_EVENTS = ("bots-changed", "bot-changed", "runners-changed")
+
+
+# --- the Overview ----------------------------------------------------------------------------------
+
+
+def _integration_summary(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per category, from the very rows the status verdict and the Connections cards are computed
+    from (status["integrations"]["providers"]), so the counts and the cards cannot disagree."""
+    providers = status["integrations"]["providers"]
+    out = []
+    for category in Category:
+        rows = [
+            (name, row) for name, row in providers.items() if (spec := registry.get(name)) and spec.category == category
+        ]
+        out.append(
+            {
+                "category": category.value,
+                "label": CATEGORY_LABELS[category],
+                "total": len(rows),
+                "configured": sum(r["configured"] for _, r in rows),
+                "connected": sum(r["connected"] for _, r in rows),
+                "optional": category in (Category.AI, Category.NOTIFICATIONS),
+            }
+        )
+    return out
+
+
+def _overview_context() -> dict[str, Any]:
+    # The probes are metered and recorded (apps/integrations/infra.py): the cards below and the
+    # status's Redis/PostgreSQL rows say the same thing, and the probes count as their use.
+    database, redis = infra.probe("postgres"), infra.probe("redis")
+    probes = {"postgres": database, "redis": redis}
+    status = integration_selectors.system_status(probes=probes) if database["ok"] else None
+    providers = status["integrations"]["providers"] if status else {}
+    return {
+        "nav": "overview",
+        "database": database,
+        "redis": redis,
+        "scheduler": telemetry_selectors.scheduler_state() if database["ok"] else None,
+        "status": status,
+        # The infrastructure cards show the same rows the integrations count is made of.
+        "postgres_row": providers.get("postgres"),
+        "redis_row": providers.get("redis"),
+        "integration_summary": _integration_summary(status) if status else [],
+        "desk": desk_selectors.desk_overview() if database["ok"] else None,
+    }
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def overview(request: HtmxHttpRequest) -> HttpResponse:
+    context = _overview_context()
+    context["can_operate"] = user_has_role(request.user, Role.OPERATOR)
+    template = OVERVIEW
+    if request.htmx:
+        template += "#platform-status"
+    return render(request, template, context)
+
+
+# --- the header's Kill-all control ---------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def kill_all(request: HtmxHttpRequest) -> HttpResponse:
+    """Kill every bot (the same service as POST /api/system/kill-all), with a reason and a ticked
+    confirmation. Answers the form with its outcome; every live region then refreshes."""
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    reason = _reason(request)
+    context: dict[str, Any] = {"kill_all_posted": request.POST}
+    try:
+        if not reason:
+            raise ApplicationError(
+                "Kill-all needs a reason.",
+                error_code="VALIDATION_ERROR",
+                status_code=400,
+                suggested_fix="Say why every bot must stop, then press Kill all bots again.",
+            )
+        if request.POST.get("confirm") != "on":
+            raise ApplicationError(
+                "Kill-all was not confirmed; nothing was killed.",
+                error_code="VALIDATION_ERROR",
+                status_code=400,
+                suggested_fix="Tick “Yes, kill every bot”, then press Kill all bots again.",
+            )
+        reports = runner_services.system_kill_all(actor=request.user, reason=reason)
+    except ApplicationError as exc:
+        context.update(kill_all_refusal=exc, kill_all_refused=True)
+        status = exc.status_code
+    else:
+        latched = sum(r.latched for r in reports)
+        stopped = sum(r.runner_stopped for r in reports)
+        context["kill_all_message"] = (
+            f"Killed {latched} bot{'s' if latched != 1 else ''} ({len(reports) - latched} already killed); "
+            f"{stopped} runner{'s' if stopped != 1 else ''} stopped. Each stays killed until unkilled on its page."
+        )
+        status = 200
+    if not request.htmx:
+        return render(request, "core/kill_all_page.html", context, status=status)
+    response = render(request, "core/kill_all_form.html", context)
+    for event in BOTS_CHANGED_EVENTS:
+        trigger_client_event(response, event)
+    return response
 
 
 # --- the bot page ----------------------------------------------------------------------------------
@@ -54,6 +173,8 @@ def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[st
         "polling": runtime.in_motion,
         "can_operate": user_has_role(request.user, Role.OPERATOR),
         "is_admin": user_has_role(request.user, Role.ADMIN),
+        "trading_states": ("ACTIVE", "REDUCING", "HALTED"),
+        **bot_config_context(runtime.bot),
         **extra,
     }
 
@@ -62,8 +183,13 @@ def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[st
 @login_required
 @vary_on_headers("HX-Request")
 def bot_detail(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
+    """The bot page; for htmx its live status region, or (?part=actions) its actions panel, which
+    refreshes when bots change elsewhere (a kill-all from the header)."""
     require_viewer(request)
-    return render_polled(request, BOT_PAGE, "bot-status", _bot_context(request, bot_id))
+    context = _bot_context(request, bot_id)
+    if request.htmx and request.GET.get("part") == "actions":
+        return render(request, f"{BOT_PAGE}#bot-actions", context)
+    return render_polled(request, BOT_PAGE, "bot-status", context)
 
 
 def bot_action(act: Callable[[HtmxHttpRequest, Bot], dict[str, Any]]) -> Callable[..., HttpResponse]:
@@ -87,6 +213,8 @@ def bot_action(act: Callable[[HtmxHttpRequest, Bot], dict[str, Any]]) -> Callabl
             outcome = act(request, bot)
         except ApplicationError as exc:
             refusal = exc
+            # The refused form comes back as it was sent (its reason, its choices), like a bound form.
+            outcome = {"refused_form": act.__name__.removeprefix("bot_"), "posted": request.POST}
         context = _bot_context(request, bot_id, refusal=refusal, **outcome)
         return render_action(request, BOT_PAGE, "bot-actions", context, refusal=refusal, changed_event="bot-changed")
 
@@ -132,10 +260,24 @@ def bot_promote(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
 
 @bot_action
 def bot_demote(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
+    to_stage = request.POST.get("to_stage", "")
+    if not to_stage:
+        raise ApplicationError(
+            "Nothing was demoted: no stage was chosen.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            suggested_fix="Choose the stage to demote to, give a reason, and press Demote.",
+        )
+    if to_stage == Bot.Stage.RETIRED and request.POST.get("confirm_retire") != "on":
+        # RETIRED is final (no promotion out of it): the page asks for a ticked confirmation.
+        raise ApplicationError(
+            "Nothing was demoted: retiring a bot is final and was not confirmed.",
+            error_code="VALIDATION_ERROR",
+            status_code=400,
+            suggested_fix="Tick “Yes, retire it for good” and press Demote again, or choose a lower stage instead.",
+        )
     # The runners service: a runner the new stage cannot keep is stopped too.
-    change = runner_services.bot_demote(
-        bot=bot, to_stage=request.POST.get("to_stage", ""), reason=_reason(request), actor=request.user
-    )
+    change = runner_services.bot_demote(bot=bot, to_stage=to_stage, reason=_reason(request), actor=request.user)
     return {"message": f"Demoted {change.from_stage} → {change.to_stage}; the autonomy tier is LOCKED."}
 
 

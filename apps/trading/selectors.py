@@ -92,3 +92,39 @@ def bot_performance(*, bot_id: int, mark: Decimal | None, mark_at: datetime | No
         "mark": None if mark is None else {"price": str(mark), "at": mark_at.isoformat() if mark_at else None},
         "unknown_orders": Order.objects.filter(bot_id=bot_id, status=Order.Status.UNKNOWN).count(),
     }
+
+
+def bots_pnl_summary(*, bot_ids: list[int], day_start: datetime) -> dict[int, dict[str, Any]]:
+    """Closed PnL per bot in total and since day_start (the current CME trade date), in one query:
+    {bot_id: {"fills", "net_pnl", "fills_today", "net_pnl_today"}}. A bot with no fills is absent:
+    its PnL is not 0, there is nothing behind it (the page says "no trades yet")."""
+    from django.db.models import Count, Q, Sum
+
+    today = Q(filled_at__gte=day_start)
+    rows = (
+        Fill.objects.filter(bot_id__in=bot_ids)
+        .order_by()
+        .values("bot_id")
+        .annotate(
+            n=Count("id"),
+            realized=Sum("realized_pnl"),
+            fees=Sum("fee"),
+            n_today=Count("id", filter=today),
+            realized_today=Sum("realized_pnl", filter=today),
+            fees_today=Sum("fee", filter=today),
+        )
+    )
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        out[r["bot_id"]] = {
+            "fills": r["n"],
+            "net_pnl": _money(r["realized"] - r["fees"]),
+            "fills_today": r["n_today"],
+            "net_pnl_today": _money(r["realized_today"] - r["fees_today"]) if r["n_today"] else None,
+        }
+    return out
+
+
+def fill_list_recent(*, limit: int = 20) -> list[Fill]:
+    """The newest fills across every bot, with their orders (one query)."""
+    return list(Fill.objects.select_related("order").order_by("-filled_at", "-id")[:limit])

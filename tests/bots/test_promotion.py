@@ -59,7 +59,7 @@ def test_lab_to_paper_fails_closed_without_a_promotable_backtest(token_client: A
     response = _promote(token_client("operator"), bot, "PAPER")
     gates = _gates(response)
     assert gates["backtest_promotable"]["passed"] is False
-    assert gates["backtest_promotable"]["detail"].startswith("no backtest classified promotable yet")
+    assert gates["backtest_promotable"]["detail"].startswith("no backtest has classified this strategy")
     assert gates["strategy_valid"]["passed"] and gates["not_killed"]["passed"]
     assert response.json()["trace_id"] == response["X-Trace-Id"]
     assert _stage(bot) == "LAB"
@@ -135,7 +135,7 @@ def test_paper_to_live_still_fails_closed_on_paper_evidence_when_everything_else
     Runner.objects.create(bot=bot, status=Runner.Status.STOPPED)
     gates = _gates(_promote(token_client("admin"), bot, "LIVE"))
     assert [name for name, g in gates.items() if not g["passed"]] == ["paper_evidence"]
-    assert gates["paper_evidence"]["detail"].startswith("paper results arrive with a later issue")
+    assert gates["paper_evidence"]["detail"].startswith("paper results are not recorded yet")
     assert _stage(bot) == "PAPER"
 
 
