@@ -43,7 +43,11 @@ def test_summary_counts_agree_with_the_rows_and_the_overview(token_client: Any, 
     client = Client()
     client.force_login(viewer)
     overview = client.get("/").content.decode()
-    assert "2 connected" in overview and "reachable" in overview
+    total = status["integrations"]["total"]
+    assert f"2 of {total} connected" in overview
+    for card in ("card-postgres-summary", "card-redis-summary"):
+        body = overview.split(f'id="{card}"', 1)[1].split("</article>", 1)[0]
+        assert '<p class="ok">connected</p>' in body and "not connected" not in body
 
 
 def test_unreachable_redis_is_not_connected_and_says_why(token_client: Any, settings: Any, tmp_path: Any) -> None:
