@@ -69,6 +69,12 @@ class Order(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # RELIABILITY J3: how often reconcile asked the broker for this order (no broker id yet) and the
+    # broker did not have it. Only lookups spaced apart count; see apps/trading/reconcile.py.
+    broker_misses = models.PositiveSmallIntegerField(
+        default=0, help_text="Reconcile lookups (spaced apart) that did not find it at the broker."
+    )
+    last_broker_miss_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -193,15 +199,17 @@ class AccountRisk(models.Model):
 
 class ReconcileReport(models.Model):
     """One reconcile of a bot's orders and position against its venue, kept as an artifact: what
-    matched, what it fixed (missed fills applied, orders the venue never had), and what it could
-    not settle (a position that differs, an order the venue cannot identify, an unknown external
+    matched, what it fixed (missed fills applied, orders the venue never had), what is still in
+    flight (an order sent moments ago that the broker does not list yet), and what it could not
+    settle (a position that differs, an order the venue cannot identify, an unknown external
     order), which halts the bot."""
 
     class Status(models.TextChoices):
         MATCHED = "MATCHED", "Everything matched"
         FIXED = "FIXED", "Differences found and settled"
         MISMATCH = "MISMATCH", "Differences it could not settle (bot halted)"
-        FAILED = "FAILED", "The venue could not be read"
+        FAILED = "FAILED", "The venue could not be read (a running LIVE bot is halted)"
+        PENDING = "PENDING", "Orders still in flight: not at the broker yet; the next reconcile looks again"
 
     bot_id = models.BigIntegerField()
     venue = models.CharField(max_length=20)

@@ -21,7 +21,7 @@ from typing import Any
 
 from apps.market import instruments
 from apps.trading.fills import PositionState, unrealized_pnl
-from apps.trading.models import Fill, Order, Position
+from apps.trading.models import Fill, Order, Position, ReconcileReport
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -92,3 +92,12 @@ def bot_performance(*, bot_id: int, mark: Decimal | None, mark_at: datetime | No
         "mark": None if mark is None else {"price": str(mark), "at": mark_at.isoformat() if mark_at else None},
         "unknown_orders": Order.objects.filter(bot_id=bot_id, status=Order.Status.UNKNOWN).count(),
     }
+
+
+def reconcile_blocker(*, bot_id: int) -> ReconcileReport | None:
+    """The bot's newest reconcile when it did not succeed (MISMATCH or FAILED), else None. A bot
+    halted by reconcile goes back to ACTIVE only after a reconcile succeeds (RELIABILITY J10)."""
+    newest = ReconcileReport.objects.filter(bot_id=bot_id).order_by("-created_at", "-id").first()
+    if newest is not None and newest.status in (ReconcileReport.Status.MISMATCH, ReconcileReport.Status.FAILED):
+        return newest
+    return None

@@ -45,6 +45,7 @@ from apps.market.bars import MarketBar
 from apps.trading import risk
 from apps.trading.fills import FillModel, PositionState, apply_fill, sim_fill, unrealized_pnl
 from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
+from apps.trading.selectors import reconcile_blocker
 
 logger = logging.getLogger("tradeops.trading")
 
@@ -270,6 +271,16 @@ def trading_state_change(*, bot_id: int, state: str, reason: str, actor: Any) ->
     if not label:
         raise ApplicationError(
             "Only a signed-in person changes a trading state.", error_code="FORBIDDEN", status_code=403
+        )
+    if state == TradingState.State.ACTIVE and (blocker := reconcile_blocker(bot_id=bot_id)) is not None:
+        code = "RECONCILE_FAILED" if blocker.status == "FAILED" else "RECONCILE_MISMATCH"
+        raise ApplicationError(
+            f"Reconcile {blocker.pk} did not succeed ({blocker.status}): the bot's orders and position at its venue "
+            "are not known to match, so it cannot go back to ACTIVE.",
+            error_code=code,
+            status_code=409,
+            suggested_fix="Reconcile the bot from its page until it succeeds (MATCHED or FIXED), then set ACTIVE.",
+            extra={"reconcile_id": blocker.pk},
         )
     with transaction.atomic():
         changed = trading_state_set(
