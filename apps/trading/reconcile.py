@@ -182,6 +182,21 @@ def _not_at_broker(order: Order, provider: str, diff: _Diff) -> None:
         )
         if moved:
             diff.fixed.append({"order": order.client_order_id, "was": order.status, "now": "REJECTED (never sent)"})
+            audit_record(  # J3: a closed in-flight order is worth an operator's look
+                action="alert.raised",
+                actor_label="system:reconcile",
+                target_type="bots.bot",
+                target_id=str(order.bot_id),
+                after={
+                    "severity": "WARNING",
+                    "code": "NOT_AT_BROKER",
+                    "bot_id": order.bot_id,
+                    "message": f"Order {order.client_order_id} ({order.side} {order.quantity} {order.instrument}) "
+                    f"never reached {provider}: closed as REJECTED after {misses} lookups over {age:.0f}s.",
+                    "suggested_fix": f"Nothing is working at {provider} for it and it is never resent. If you "
+                    "expected a position, check the broker's order history, then reconcile the bot.",
+                },
+            )
             return
     elif counts:
         still.update(broker_misses=misses, last_broker_miss_at=now)

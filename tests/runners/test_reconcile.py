@@ -167,6 +167,8 @@ def test_an_order_the_broker_never_got_is_closed_only_past_the_window_after_two_
     order = Order.objects.get()
     assert (order.status, order.reason_code, order.broker_misses) == ("REJECTED", "NOT_AT_BROKER", 2)
     assert "2 lookups" in order.detail and order.closed_at is not None
+    alert = AuditEvent.objects.get(action="alert.raised")
+    assert (alert.after["severity"], alert.after["code"]) == ("WARNING", "NOT_AT_BROKER")
 
 
 def test_one_look_never_closes_an_order_even_an_old_one(token_client: Any, live: Any, settings: Any) -> None:
