@@ -141,7 +141,7 @@ def _risk_limits_gate(bot: Bot) -> dict[str, Any]:
     missing = strategies.missing_risk_limits(bot.risk_limits or {})
     if missing:
         return _gate("risk_limits_set", False, f"missing or not a positive number: {', '.join(missing)}.")
-    limits = ", ".join(f"{k}={bot.risk_limits[k]}" for k in strategies.RISK_LIMITS)
+    limits = ", ".join(f"{k}={bot.risk_limits[k]}" for k in strategies.RISK_LIMITS if k in bot.risk_limits)
     return _gate("risk_limits_set", True, limits)
 
 

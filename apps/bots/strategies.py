@@ -129,17 +129,26 @@ class RiskLimitSpec:
     name: str
     kind: type
     help: str
+    required: bool = True
 
 
-# Every key is required before a bot may go LIVE; each must be a positive number.
+# Each must be a positive number. The required ones must be set before a bot may go LIVE; an
+# optional one binds once set (apps/trading/risk.py reads them all).
 RISK_LIMITS: dict[str, RiskLimitSpec] = {
     s.name: s
     for s in (
         RiskLimitSpec("max_position_contracts", int, "largest open position, in contracts"),
         RiskLimitSpec("max_daily_loss", float, "realized + unrealized loss in USD that stops the day"),
         RiskLimitSpec("max_orders_per_day", int, "orders sent per trading day"),
+        RiskLimitSpec(
+            "max_order_notional",
+            float,
+            "largest order's notional in USD (quantity × price × point value); optional",
+            required=False,
+        ),
     )
 }
+REQUIRED_RISK_LIMITS: tuple[str, ...] = tuple(name for name, spec in RISK_LIMITS.items() if spec.required)
 
 
 def risk_limit_problem(spec: RiskLimitSpec, value: Any) -> str | None:
@@ -157,11 +166,12 @@ def coerce_risk_limit(spec: RiskLimitSpec, value: int | float) -> int | float:
 
 
 def missing_risk_limits(risk_limits: dict[str, Any]) -> list[str]:
-    """Required keys that are absent or not a positive number."""
+    """Required keys that are absent, and any key that is not a positive number."""
     return [
         name
         for name, spec in RISK_LIMITS.items()
-        if name not in risk_limits or risk_limit_problem(spec, risk_limits[name]) is not None
+        if (spec.required and name not in risk_limits)
+        or (name in risk_limits and risk_limit_problem(spec, risk_limits[name]) is not None)
     ]
 
 

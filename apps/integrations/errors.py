@@ -25,6 +25,9 @@ FIXES: dict[str, str] = {
     "({base_url_var}, account or dataset names) and report the trace id if they are right.",
     "INTEGRATION_VERIFY_FAILED": "Verify failed: see the message, fix the cause, then Verify again.",
     "INTEGRATION_NOT_CONNECTED": "Press Verify on the {label} card in Connections; it has not succeeded recently.",
+    "INTEGRATION_NETWORK_CONFIG_INVALID": "Fix INTEGRATIONS_CA_BUNDLE (a readable PEM file or certificate "
+    "directory) or INTEGRATIONS_PROXY_URL (http://host:port) in the environment, or unset them, then restart "
+    "TradeOps (docs/runbook.md, Keys and connections).",
 }
 
 # Codes after which repeating the same call may succeed (R15: retry only these).

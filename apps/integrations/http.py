@@ -2,16 +2,27 @@
 into SPEC error codes with a suggested fix, and meters every call as an IntegrationUsageEvent.
 
 Provider clients call `call(...)`; they never import httpx themselves.
+
+The network path is settings, not the process environment (config/settings/integrations.py):
+by default the client ignores HTTP(S)_PROXY, SSL_CERT_FILE and .netrc (trust_env=False) and trusts
+certifi's CAs. A desk behind a proxy or a TLS-inspecting firewall sets INTEGRATIONS_PROXY_URL
+(every provider call goes through it; https targets by CONNECT) and/or INTEGRATIONS_CA_BUNDLE (a PEM
+file or a c_rehash'd directory that REPLACES the default CAs), or INTEGRATIONS_TRUST_ENV=true to
+take them from the environment as curl does. A bundle that cannot be loaded or a proxy URL that is
+not http(s)://host[:port] fails closed: `manage.py check` (run by migrate, so by `make run`) reports
+integrations.E001, and every call refuses with INTEGRATION_NETWORK_CONFIG_INVALID before sending.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.context import ensure_trace_id
-from apps.integrations.errors import IntegrationError
+from apps.integrations.errors import FIXES, IntegrationError
 from apps.integrations.metering import metered
 
 logger = logging.getLogger("tradeops.integrations.http")
@@ -47,21 +58,110 @@ class MaybeDelivered(IntegrationError):
 
 _client_lock = threading.Lock()
 _client: httpx.Client | None = None
+_client_config: tuple[str, str, bool] | None = None
 
 
-def _shared_client() -> httpx.Client:
-    """One pooled client per process: keep-alive connections, thread-safe. No retries here —
-    callers decide, from the error's `permanent` flag."""
-    global _client
+def _network_settings() -> tuple[str, str, bool]:
+    """(CA bundle path, proxy URL, trust the environment) as configured."""
+    return (
+        str(getattr(settings, "INTEGRATIONS_CA_BUNDLE", "") or "").strip(),
+        str(getattr(settings, "INTEGRATIONS_PROXY_URL", "") or "").strip(),
+        bool(getattr(settings, "INTEGRATIONS_TRUST_ENV", False)),
+    )
+
+
+def _shown_proxy(url: str) -> str:
+    """The proxy as an operator may see it: scheme, host and port, never its user or password."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "(not a URL)"
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
+
+
+def network_config_problems(ca_bundle: str, proxy_url: str) -> list[str]:
+    """What is wrong with the configured CA bundle and proxy; empty when nothing is."""
+    problems = []
+    if ca_bundle:
+        path = Path(ca_bundle)
+        try:
+            if path.is_dir():
+                ssl.create_default_context(capath=str(path))
+            else:
+                ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+            problems.append(f"INTEGRATIONS_CA_BUNDLE={ca_bundle[:200]} cannot be loaded as CA certificates ({why})")
+    if proxy_url:
+        try:
+            parsed = httpx.URL(proxy_url)
+            ok = parsed.scheme in ("http", "https") and bool(parsed.host)
+        except (httpx.InvalidURL, TypeError):
+            ok = False
+        if not ok:
+            problems.append(
+                f"INTEGRATIONS_PROXY_URL={_shown_proxy(proxy_url)} is not an http:// or https:// proxy URL with a host"
+            )
+    return problems
+
+
+class NetworkConfigInvalid(IntegrationError):
+    """The configured CA bundle or proxy cannot be used: nothing is sent (fail closed)."""
+
+    def __init__(self, problems: list[str], *, provider: str) -> None:
+        super().__init__(
+            "TradeOps will not call any provider: " + "; ".join(problems) + ".",
+            error_code="INTEGRATION_NETWORK_CONFIG_INVALID",
+            provider=provider,
+            status_code=503,
+        )
+
+
+def _shared_client(provider: str = "") -> httpx.Client:
+    """One pooled client per process (rebuilt if the network settings change): keep-alive
+    connections, thread-safe. No retries here — callers decide, from the error's `permanent` flag."""
+    global _client, _client_config
+    config = _network_settings()
     with _client_lock:
-        if _client is None:
+        if _client is None or _client_config != config:
+            ca_bundle, proxy_url, trust_env = config
+            if problems := network_config_problems(ca_bundle, proxy_url):
+                raise NetworkConfigInvalid(problems, provider=provider)
+            options: dict[str, Any] = {"trust_env": trust_env}
+            if ca_bundle:
+                path = Path(ca_bundle)
+                options["verify"] = (
+                    ssl.create_default_context(capath=str(path))
+                    if path.is_dir()
+                    else ssl.create_default_context(cafile=str(path))
+                )
+            if proxy_url:
+                options["proxy"] = proxy_url
             _client = httpx.Client(
                 follow_redirects=False,
                 headers={"User-Agent": "TradeOps/0.1 (+control plane)"},
                 limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-                trust_env=False,
+                **options,
+            )
+            _client_config = config
+            logger.info(
+                "outbound HTTP client: proxy %s, CA bundle %s, environment %s",
+                _shown_proxy(proxy_url) if proxy_url else "none",
+                ca_bundle or "default (certifi)",
+                "trusted" if trust_env else "ignored",
             )
         return _client
+
+
+def check_network_config(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Django system check (registered in apps.py): a bad CA bundle or proxy fails at startup."""
+    from django.core.checks import Error
+
+    ca_bundle, proxy_url, _ = _network_settings()
+    return [
+        Error(problem, hint=FIXES["INTEGRATION_NETWORK_CONFIG_INVALID"], id="integrations.E001")
+        for problem in network_config_problems(ca_bundle, proxy_url)
+    ]
 
 
 @dataclass
@@ -97,7 +197,7 @@ def call(
     send_headers = {"Accept": "application/json", "X-Trace-Id": ensure_trace_id(), **(headers or {})}
     with metered(provider=provider, operation=operation, bot_id=bot_id) as meter:
         try:
-            response = _shared_client().request(
+            response = _shared_client(provider).request(
                 method,
                 url,
                 headers=send_headers,

@@ -308,6 +308,8 @@ def bot_reconcile(request: HtmxHttpRequest, bot: Bot) -> dict[str, Any]:
         said += f" — {details['failure']}"
     elif details.get("unsettled"):
         said += f" — {len(details['unsettled'])} difference(s) it could not settle; the bot is HALTED"
+    elif details.get("pending"):
+        said += f" — {len(details['pending'])} order(s) still in flight, not at the broker yet; reconcile again shortly"
     elif details.get("fixed"):
         said += f" — {len(details['fixed'])} fixed"
     return {"message": said + "."}

@@ -69,6 +69,12 @@ class Order(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # RELIABILITY J3: how often reconcile asked the broker for this order (no broker id yet) and the
+    # broker did not have it. Only lookups spaced apart count; see apps/trading/reconcile.py.
+    broker_misses = models.PositiveSmallIntegerField(
+        default=0, help_text="Reconcile lookups (spaced apart) that did not find it at the broker."
+    )
+    last_broker_miss_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -182,26 +188,66 @@ class AccountRisk(models.Model):
     max_contracts = models.PositiveIntegerField(
         null=True, blank=True, help_text="Gross open contracts across bots (positions + working orders)."
     )
+    max_notional = models.DecimalField(
+        max_digits=18,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Gross notional in USD across bots (worst case if every working order fills, at current "
+        "prices × point value). Empty: no notional cap (the contracts cap still applies).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["venue", "account"], name="account_risk_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["venue", "account"], name="account_risk_unique"),
+            models.CheckConstraint(
+                condition=models.Q(max_notional__isnull=True) | models.Q(max_notional__gt=0),
+                name="account_risk_notional_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.venue}:{self.account or '-'} max {self.max_contracts}"
 
 
+class RestrictedInstrument(models.Model):
+    """An instrument no bot may open or add to (RELIABILITY R13): everywhere (venue and account
+    empty), on one venue, or on one account. Orders that strictly reduce a position still pass."""
+
+    instrument = models.CharField(max_length=20, help_text="Root symbol, e.g. MES.")
+    venue = models.CharField(max_length=20, blank=True, help_text="Empty: every venue.")
+    account = models.CharField(max_length=100, blank=True, help_text="Empty: every account (of the venue).")
+    reason = models.CharField(max_length=300, help_text="Shown in every rejection (RISK_RESTRICTED).")
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["instrument", "venue", "account"]
+        constraints = [
+            models.UniqueConstraint(fields=["instrument", "venue", "account"], name="restricted_instrument_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(instrument="") & ~models.Q(reason=""), name="restricted_instrument_named"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument} restricted ({self.venue or 'all venues'}:{self.account or 'all accounts'})"
+
+
 class ReconcileReport(models.Model):
     """One reconcile of a bot's orders and position against its venue, kept as an artifact: what
-    matched, what it fixed (missed fills applied, orders the venue never had), and what it could
-    not settle (a position that differs, an order the venue cannot identify, an unknown external
+    matched, what it fixed (missed fills applied, orders the venue never had), what is still in
+    flight (an order sent moments ago that the broker does not list yet), and what it could not
+    settle (a position that differs, an order the venue cannot identify, an unknown external
     order), which halts the bot."""
 
     class Status(models.TextChoices):
         MATCHED = "MATCHED", "Everything matched"
         FIXED = "FIXED", "Differences found and settled"
         MISMATCH = "MISMATCH", "Differences it could not settle (bot halted)"
-        FAILED = "FAILED", "The venue could not be read"
+        FAILED = "FAILED", "The venue could not be read (a running LIVE bot is halted)"
+        PENDING = "PENDING", "Orders still in flight: not at the broker yet; the next reconcile looks again"
 
     bot_id = models.BigIntegerField()
     venue = models.CharField(max_length=20)

@@ -1,4 +1,4 @@
-"""Reconcile: a bot's internal orders and position against its venue (SPEC §3, RELIABILITY J10).
+"""Reconcile: a bot's internal orders and position against its venue (SPEC §3, RELIABILITY J3, J10).
 
 SIM: the fills are the venue's record. A SIM order the risk engine approved whose status flip was
 lost (PENDING_SUBMIT) is working; an order's filled quantity must equal its fills; the position
@@ -6,14 +6,22 @@ must equal its fills replayed (a position that does not is rebuilt from them, an
 
 LIVE: each open order is looked up at the broker by its client order id:
 - found: its status and fills are taken from the broker (missed fills applied once);
-- the broker answers it has no such order: one that never got a broker id (PENDING_SUBMIT after a
-  crash, UNKNOWN after a timeout) never reached it, and is closed as such; one that had a broker
-  id and vanished cannot be settled;
+- the broker answers it has no such order, and it never got a broker id (PENDING_SUBMIT after a
+  crash, UNKNOWN after a timeout): it may still be on its way (J3: a reconcile racing a send). It is
+  closed as never received (REJECTED NOT_AT_BROKER) only when it is older than the in-flight window
+  (TRADING_INFLIGHT_WINDOW_SECONDS, from its send, or its creation if it was never sent) AND the
+  broker missed it on TRADING_NOT_AT_BROKER_LOOKUPS lookups spaced at least
+  TRADING_NOT_AT_BROKER_LOOKUP_SPACING_SECONDS apart (counted on the order row). Until then it stays
+  open and the report is PENDING; if the broker lists it later, its state is applied.
+- one that had a broker id and vanished cannot be settled;
 - the broker cannot say (Ironbeam keeps no client id, a failed call): cannot be settled.
 Then the broker's position in the bot's contract is compared with the internal positions of every
-bot trading that account and instrument, and the broker's working orders that are not ours are
-flagged. A positions call that fails is never taken as flat: the reconcile FAILS and says so.
-What cannot be settled halts the bot (RECONCILE_MISMATCH), audited, and the report is kept.
+bot trading that account and instrument (a difference that orders still in flight would explain
+is PENDING, not a mismatch), and the broker's working orders that are not ours are flagged.
+A positions call that fails is never taken as flat: the reconcile FAILS and says so.
+What cannot be settled halts the bot (RECONCILE_MISMATCH); a failed reconcile of a running LIVE bot
+halts it too (RECONCILE_FAILED; the caller says whether it is running). Each halt is audited with an
+alert-level row (action `alert.raised`, severity CRITICAL). The report is kept either way.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -44,6 +53,9 @@ class _Diff:
     matched: list[str] = field(default_factory=list)
     fixed: list[dict[str, Any]] = field(default_factory=list)
     unsettled: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    # Signed quantities of the orders still in flight (BUY > 0), by order: they may land any moment.
+    in_flight: dict[str, int] = field(default_factory=dict)
 
 
 def _replayed_position(bot_id: int, instrument: str, point_value: Decimal) -> PositionState:
@@ -142,6 +154,81 @@ def _apply_broker_order(order: Order, found: Any, point_value: Decimal, diff: _D
         diff.matched.append(f"order {order.client_order_id} {order.status}")
 
 
+def _not_at_broker(order: Order, provider: str, diff: _Diff) -> None:
+    """The broker has no order with our id, and we never had its id (J3). Count the miss (if it is
+    spaced from the last one that counted); close the order as never received only when it is past
+    the in-flight window and missed often enough; otherwise leave it open, said so."""
+    now = timezone.now()
+    window = float(settings.TRADING_INFLIGHT_WINDOW_SECONDS)
+    lookups = max(int(settings.TRADING_NOT_AT_BROKER_LOOKUPS), 1)
+    spacing = float(settings.TRADING_NOT_AT_BROKER_LOOKUP_SPACING_SECONDS)
+    last = order.last_broker_miss_at
+    counts = last is None or (now - last).total_seconds() >= spacing
+    misses = order.broker_misses + (1 if counts else 0)
+    age = (now - (order.submitted_at or order.created_at)).total_seconds()
+    # Conditional on the status and on no broker id: a send that has just been answered wins.
+    still = Order.objects.filter(pk=order.pk, status=order.status, venue_order_id="")
+    if age >= window and misses >= lookups:
+        moved = still.update(
+            status=Order.Status.REJECTED,
+            reason_code="NOT_AT_BROKER",
+            detail=(
+                f"{provider} has no order {order.client_order_id}: it never reached the broker (not found on "
+                f"{misses} lookups, the last {age:.0f}s after it was sent)"
+            ),
+            broker_misses=misses,
+            last_broker_miss_at=now,
+            closed_at=now,
+        )
+        if moved:
+            diff.fixed.append({"order": order.client_order_id, "was": order.status, "now": "REJECTED (never sent)"})
+            audit_record(  # J3: a closed in-flight order is worth an operator's look
+                action="alert.raised",
+                actor_label="system:reconcile",
+                target_type="bots.bot",
+                target_id=str(order.bot_id),
+                after={
+                    "severity": "WARNING",
+                    "code": "NOT_AT_BROKER",
+                    "bot_id": order.bot_id,
+                    "message": f"Order {order.client_order_id} ({order.side} {order.quantity} {order.instrument}) "
+                    f"never reached {provider}: closed as REJECTED after {misses} lookups over {age:.0f}s.",
+                    "suggested_fix": f"Nothing is working at {provider} for it and it is never resent. If you "
+                    "expected a position, check the broker's order history, then reconcile the bot.",
+                },
+            )
+            return
+    elif counts:
+        still.update(broker_misses=misses, last_broker_miss_at=now)
+    order.refresh_from_db()
+    if order.status not in Order.OPEN_STATUSES or order.venue_order_id:
+        diff.matched.append(f"order {order.client_order_id} {order.status} (settled by its send meanwhile)")
+        return
+    if age < window:
+        why = (
+            f"{provider} does not list it yet; it was sent {age:.0f}s ago and an order is in flight for "
+            f"{window:.0f}s: the next reconcile looks again"
+        )
+    else:
+        why = (
+            f"{provider} does not list it; missed on {misses} of the {lookups} lookups (at least {spacing:.0f}s "
+            "apart) needed to close it as never received: the next reconcile looks again"
+        )
+    diff.pending.append(
+        {"order": order.client_order_id, "status": order.status, "age_seconds": round(age, 1), "misses": misses,
+         "problem": why}
+    )  # fmt: skip
+    open_quantity = order.quantity - order.filled_quantity
+    diff.in_flight[order.client_order_id] = open_quantity if order.side == Order.Side.BUY else -open_quantity
+
+
+def _explained_by_in_flight(difference: int, in_flight: dict[str, int]) -> bool:
+    """Whether `difference` (broker − internal) could be orders still in flight landing meanwhile."""
+    buys = sum(q for q in in_flight.values() if q > 0)
+    sells = sum(q for q in in_flight.values() if q < 0)
+    return (0 < difference <= buys) or (sells <= difference < 0)
+
+
 def _reconcile_live(bot_id: int, instrument: str, venue: OrderVenue, account: str, diff: _Diff) -> None:
     spec = instruments.get(instrument)
     assert spec is not None
@@ -160,13 +247,7 @@ def _reconcile_live(bot_id: int, instrument: str, venue: OrderVenue, account: st
         if found is not None:
             _apply_broker_order(order, found, spec.point_value, diff)
         elif not order.venue_order_id:
-            Order.objects.filter(pk=order.pk).update(
-                status=Order.Status.REJECTED,
-                reason_code="NOT_AT_BROKER",
-                detail=f"{venue.provider} has no order {order.client_order_id}: it never reached the broker",
-                closed_at=timezone.now(),
-            )
-            diff.fixed.append({"order": order.client_order_id, "was": order.status, "now": "REJECTED (never sent)"})
+            _not_at_broker(order, venue.provider, diff)
         else:
             diff.unsettled.append(
                 {
@@ -194,12 +275,58 @@ def _reconcile_live(bot_id: int, instrument: str, venue: OrderVenue, account: st
         or 0
     )
     at_broker = sum(q for s, q in broker_positions.items() if not contracts or s in contracts)
-    if at_broker != internal:
+    if at_broker != internal and _explained_by_in_flight(at_broker - internal, diff.in_flight):
+        diff.pending.append(
+            {
+                "position": instrument,
+                "internal": internal,
+                "broker": at_broker,
+                "problem": "the difference is what orders still in flight would make: the next reconcile looks again",
+            }
+        )
+    elif at_broker != internal:
         diff.unsettled.append(
             {"position": instrument, "internal": internal, "broker": at_broker, "symbols": sorted(contracts)}
         )
     else:
         diff.matched.append(f"position {instrument} {internal:+d} (all bots on the account)")
+
+
+RECONCILE_FIX = (
+    "Read the reconcile report on the bot's page, settle each difference at the broker (or in the ledger), "
+    "reconcile again, then set the trading state back to ACTIVE with a reason."
+)
+RECONCILE_FAILED_FIX = (
+    "Check the broker on the Connections page (Verify), then reconcile the bot from its page. It stays HALTED, "
+    "and a LIVE start is refused, until a reconcile succeeds; then set its trading state back to ACTIVE."
+)
+
+
+def _halt(bot_id: int, report: ReconcileReport, *, code: str, reason: str, fix: str) -> None:
+    """HALTED (the existing trading-state mechanism, audited) and an alert-level audit row."""
+    with transaction.atomic():
+        trading_state_set(
+            bot_id=bot_id,
+            state=TradingState.State.HALTED,
+            reason_code=code,
+            reason=reason,
+            actor_label="system:reconcile",
+        )
+    audit_record(
+        action="alert.raised",
+        actor_label="system:reconcile",
+        target_type="bots.bot",
+        target_id=str(bot_id),
+        after={
+            "severity": "CRITICAL",
+            "code": code,
+            "bot_id": bot_id,
+            "message": reason,
+            "suggested_fix": fix,
+            "reconcile_id": report.pk,
+        },
+        reason=reason,
+    )
 
 
 def reconcile_bot(
@@ -213,8 +340,11 @@ def reconcile_bot(
     trigger: str = "manual",
     actor: Any = None,
     actor_label: str = "",
+    halt_on_failure: bool = False,
 ) -> ReconcileReport:
-    """Reconcile one bot and keep the report. `venue` is the broker client for LIVE (None: SIM)."""
+    """Reconcile one bot and keep the report. `venue` is the broker client for LIVE (None: SIM).
+    `halt_on_failure`: the bot is running LIVE, so a reconcile that cannot read the venue halts it
+    (RELIABILITY J10: what cannot be read is never taken as matching)."""
     diff = _Diff()
     status = ReconcileReport.Status.MATCHED
     failure = ""
@@ -228,6 +358,8 @@ def reconcile_bot(
     else:
         if diff.unsettled:
             status = ReconcileReport.Status.MISMATCH
+        elif diff.pending:
+            status = ReconcileReport.Status.PENDING
         elif diff.fixed:
             status = ReconcileReport.Status.FIXED
     report = ReconcileReport.objects.create(
@@ -236,26 +368,45 @@ def reconcile_bot(
         account=account,
         trigger=trigger,
         status=status,
-        report={"matched": diff.matched, "fixed": diff.fixed, "unsettled": diff.unsettled, "failure": failure},
+        report={
+            "matched": diff.matched,
+            "fixed": diff.fixed,
+            "pending": diff.pending,
+            "unsettled": diff.unsettled,
+            "failure": failure,
+        },
         actor_label=actor_label or getattr(actor, "username", "") or "system:reconcile",
         trace_id=get_trace_id() or "",
     )
     if status == ReconcileReport.Status.MISMATCH:
-        with transaction.atomic():
-            trading_state_set(
-                bot_id=bot_id,
-                state=TradingState.State.HALTED,
-                reason_code="RECONCILE_MISMATCH",
-                reason=f"reconcile {report.pk}: {len(diff.unsettled)} difference(s) it could not settle",
-                actor_label="system:reconcile",
-            )
+        _halt(
+            bot_id,
+            report,
+            code="RECONCILE_MISMATCH",
+            reason=f"reconcile {report.pk}: {len(diff.unsettled)} difference(s) it could not settle",
+            fix=RECONCILE_FIX,
+        )
+    elif status == ReconcileReport.Status.FAILED and halt_on_failure:
+        _halt(
+            bot_id,
+            report,
+            code="RECONCILE_FAILED",
+            reason=f"reconcile {report.pk} could not read {venue_name} while the bot runs LIVE ({failure})",
+            fix=RECONCILE_FAILED_FIX,
+        )
     audit_record(
         action="bot.reconcile",
         actor=actor,
         actor_label=report.actor_label,
         target_type="bots.bot",
         target_id=str(bot_id),
-        after={"report": report.pk, "status": status, "fixed": len(diff.fixed), "unsettled": len(diff.unsettled)},
+        after={
+            "report": report.pk,
+            "status": status,
+            "fixed": len(diff.fixed),
+            "pending": len(diff.pending),
+            "unsettled": len(diff.unsettled),
+        },
         reason=failure,
     )
     return report

@@ -26,6 +26,15 @@ What the caller (the execution service, later) must provide and do:
 - Persist each verdict's `breaches` with their time and call `should_halt` on them: when it says
   so, set the bot's trading state to HALTED (an audited state change).
 - `now` is the caller's clock (the tick's time; a replay passes the replayed time).
+- Notional (RELIABILITY R2): `point_value` is the instrument's USD per point; an order's notional is
+  quantity × max(reference price, its own limit/stop price) × point_value. `account_notional_usd` is
+  Σ over the account's bots and instruments of the worst-case contracts (as for the contracts cap)
+  × that instrument's price × point value, or None when a price is missing; `account_limit_notional`
+  the account's USD cap, or None when it has none. Both notional limits are optional (a bot's
+  `max_order_notional`, an account's `max_notional`); once set, a notional that cannot be computed
+  rejects (RISK_NOTIONAL_UNKNOWN), never passes.
+- Restricted instruments (R13): `restricted_instruments` maps each restricted root symbol that
+  applies to this bot's venue and account (global or per account) to its reason.
 
 Trading states (NautilusTrader's, RELIABILITY R10/R11): ACTIVE allows what the limits allow;
 REDUCING allows only intents that strictly reduce the position; HALTED denies every new order.
@@ -40,6 +49,10 @@ A protective stop (origin PROTECTIVE, a STOP that strictly reduces the position)
 by `max_orders_per_day`: it only takes risk off, and refusing it would leave the position without
 its stop. Every other check holds for it (HALTED and the kill latch refuse it; the burst limit too).
 
+Orders that strictly reduce the position (a protective stop, an exit, a flatten) are not bounded
+by the notional limits or the restricted list: they only take risk off, and refusing them would
+leave a position on a name the desk no longer wants without its stop or its way out.
+
 "Strictly reduces": the intent is opposite to a non-zero position and its quantity plus every
 working order on the same side does not exceed the position, so even if all of them fill the
 position neither grows nor flips.
@@ -48,7 +61,7 @@ position neither grows nor flips.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -103,6 +116,10 @@ RISK_PRICE_COLLAR = "RISK_PRICE_COLLAR"
 RISK_NO_REFERENCE_PRICE = "RISK_NO_REFERENCE_PRICE"
 RISK_ACCOUNT_AGGREGATE = "RISK_ACCOUNT_AGGREGATE"
 RISK_ACCOUNT_EXPOSURE_UNKNOWN = "RISK_ACCOUNT_EXPOSURE_UNKNOWN"
+RISK_RESTRICTED = "RISK_RESTRICTED"
+RISK_MAX_NOTIONAL = "RISK_MAX_NOTIONAL"
+RISK_ACCOUNT_NOTIONAL = "RISK_ACCOUNT_NOTIONAL"
+RISK_NOTIONAL_UNKNOWN = "RISK_NOTIONAL_UNKNOWN"
 
 # Breaches that look like a runaway bot (R6): repeated ones halt it (should_halt). A stale
 # reference, an unknown PnL or a reached loss limit are conditions, not misbehaviour.
@@ -114,13 +131,16 @@ CHECKS: tuple[str, ...] = (
     "position_consistent",
     "kill_latch",
     "trading_state",
+    "restricted_instrument",
     "max_order_size",
+    "max_order_notional",
     "max_position",
     "daily_loss",
     "order_rate",
     "duplicate_order",
     "price_collar",
     "account_limit",
+    "account_notional",
 )
 
 
@@ -218,6 +238,10 @@ class RiskContext:
     account_limit_contracts: int | None
     # The global kill latch (kill-all): None when released, else who engaged it, when and why.
     global_kill: str | None = None
+    point_value: Decimal | None = None  # USD per 1.00 of price per contract; None if unknown
+    account_notional_usd: Decimal | None = None  # worst-case USD notional across the account's bots
+    account_limit_notional: Decimal | None = None  # the account's notional cap (USD); None: none set
+    restricted_instruments: Mapping[str, str] = field(default_factory=dict)  # root symbol -> why
 
 
 @dataclass(frozen=True)
@@ -597,6 +621,94 @@ def _account_limit(intent: OrderIntent, ctx: RiskContext, flatten: bool) -> Chec
     return _ok(name, f"account exposure {exposure} + {added} <= {limit}")
 
 
+def _notional(intent: OrderIntent, ctx: RiskContext, quantity: int) -> Decimal | None:
+    """quantity × the highest of the reference and the order's own price × point value; None when
+    the reference or the point value is unknown (a notional is never computed from a made-up price)."""
+    ref, point_value = ctx.reference_price, ctx.point_value
+    if not isinstance(ref, Decimal) or _price_problem(ref, "reference_price"):
+        return None
+    if not isinstance(point_value, Decimal) or not point_value.is_finite() or point_value <= 0:
+        return None
+    own = intent.limit_price if intent.order_type == OrderType.LIMIT else intent.stop_price
+    price = max(ref, own) if isinstance(own, Decimal) else ref
+    return CONTEXT.multiply(CONTEXT.multiply(Decimal(quantity), price), point_value)
+
+
+def _usd(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01'), context=CONTEXT):,} USD"
+
+
+def _restricted_instrument(intent: OrderIntent, ctx: RiskContext, reducing: bool) -> CheckResult:
+    name = "restricted_instrument"
+    restricted = ctx.restricted_instruments if isinstance(ctx.restricted_instruments, Mapping) else {}
+    why = restricted.get(intent.instrument)
+    if why is None:
+        return _ok(name, f"{intent.instrument} is not on the restricted list")
+    if reducing:
+        return _ok(name, f"{intent.instrument} is restricted ({why}); an order that strictly reduces is allowed")
+    return _fail(name, RISK_RESTRICTED, f"{intent.instrument} is on the restricted list: {why}")
+
+
+def _max_order_notional(intent: OrderIntent, ctx: RiskContext, reducing: bool) -> CheckResult:
+    name = "max_order_notional"
+    if reducing:
+        return _ok(name, "strictly reduces the position: not bounded by notional")
+    limit = _limit(ctx.risk_limits, "max_order_notional", whole=False)
+    if limit is None:
+        if isinstance(ctx.risk_limits, Mapping) and ctx.risk_limits.get("max_order_notional") is not None:
+            return _fail(name, RISK_LIMIT_MISSING, "max_order_notional is set but is not a positive number")
+        return _ok(name, "max_order_notional is not set for this bot (the order size limits still apply)")
+    notional = _notional(intent, ctx, intent.quantity)
+    if notional is None:
+        return _fail(
+            name,
+            RISK_NOTIONAL_UNKNOWN,
+            f"the order's notional cannot be computed (reference price {ctx.reference_price!r}, point value "
+            f"{ctx.point_value!r}) and max_order_notional is {_usd(limit)}",
+        )
+    if notional > limit:
+        return _fail(name, RISK_MAX_NOTIONAL, f"notional {_usd(notional)} exceeds max_order_notional {_usd(limit)}")
+    return _ok(name, f"notional {_usd(notional)} <= max_order_notional {_usd(limit)}")
+
+
+def _account_notional(intent: OrderIntent, ctx: RiskContext, reducing: bool) -> CheckResult:
+    name = "account_notional"
+    if reducing:
+        return _ok(name, "strictly reduces the position: adds no notional to the account")
+    limit = ctx.account_limit_notional
+    if limit is None:
+        return _ok(name, "the account has no notional cap (its contracts cap still applies)")
+    if not isinstance(limit, Decimal) or not limit.is_finite() or limit <= 0:
+        return _fail(name, RISK_LIMIT_MISSING, f"the account's notional cap is not a positive amount ({limit!r})")
+    buys = ctx.working_buy_quantity + (intent.quantity if intent.side == Side.BUY else 0)
+    sells = ctx.working_sell_quantity + (intent.quantity if intent.side == Side.SELL else 0)
+    added = max(
+        0,
+        _worst_abs(ctx.position, buys, sells)
+        - _worst_abs(ctx.position, ctx.working_buy_quantity, ctx.working_sell_quantity),
+    )
+    if added == 0:
+        return _ok(name, "the order adds no contracts to the account's worst case")
+    exposure = ctx.account_notional_usd
+    added_notional = _notional(intent, ctx, added)
+    if not isinstance(exposure, Decimal) or not exposure.is_finite() or exposure < 0 or added_notional is None:
+        return _fail(
+            name,
+            RISK_NOTIONAL_UNKNOWN,
+            "the account's notional exposure across bots cannot be computed (a position or working order in an "
+            f"instrument without a price, or no reference price); its cap is {_usd(limit)}",
+        )
+    total = exposure + added_notional
+    if total > limit:
+        return _fail(
+            name,
+            RISK_ACCOUNT_NOTIONAL,
+            f"account notional {_usd(exposure)} + {_usd(added_notional)} = {_usd(total)} exceeds the account's "
+            f"notional cap {_usd(limit)}",
+        )
+    return _ok(name, f"account notional {_usd(exposure)} + {_usd(added_notional)} <= {_usd(limit)}")
+
+
 # -- the entry points ---------------------------------------------------------------------------
 
 
@@ -622,13 +734,16 @@ def check(intent: OrderIntent, context: RiskContext, policy: RiskPolicy = DEFAUL
         _position_consistent(intent, context),
         _kill_latch(intent, context, flatten),
         _trading_state(intent, context, flatten, reducing),
+        _restricted_instrument(intent, context, reducing),
         _max_order_size(intent, context, policy, flatten),
+        _max_order_notional(intent, context, reducing),
         _max_position(intent, context, flatten),
         _daily_loss(context, flatten, reducing),
         _order_rate(intent, context, policy, flatten, reducing),
         _duplicate_order(intent, context, policy),
         _price_collar(intent, context, policy),
         _account_limit(intent, context, flatten),
+        _account_notional(intent, context, reducing),
     ]
     return RiskVerdict(all(r.passed for r in results), tuple(results))
 

@@ -1,4 +1,5 @@
-"""Reads of the order/fill/position ledger: a bot's performance variables (SPEC §3 performance).
+"""Reads of the order/fill/position ledger: a bot's performance variables (SPEC §3 performance), and
+what the risk engine reads about an account (worst-case exposure, notional, restricted instruments).
 
 Definitions (each figure is computed from fills, never estimated):
 - realized_pnl: PnL realized by closing fills, before fees; fees: commissions of every fill;
@@ -14,14 +15,18 @@ position without a mark → unrealized is null.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import F, Sum
+
 from apps.market import instruments
+from apps.market.models import Bar
 from apps.trading.fills import PositionState, unrealized_pnl
-from apps.trading.models import Fill, Order, Position
+from apps.trading.models import Fill, Order, Position, ReconcileReport, RestrictedInstrument
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -128,3 +133,83 @@ def bots_pnl_summary(*, bot_ids: list[int], day_start: datetime) -> dict[int, di
 def fill_list_recent(*, limit: int = 20) -> list[Fill]:
     """The newest fills across every bot, with their orders (one query)."""
     return list(Fill.objects.select_related("order").order_by("-filled_at", "-id")[:limit])
+
+
+def reconcile_blocker(*, bot_id: int) -> ReconcileReport | None:
+    """The bot's newest reconcile when it did not succeed (MISMATCH or FAILED), else None. A bot
+    halted by reconcile goes back to ACTIVE only after a reconcile succeeds (RELIABILITY J10)."""
+    newest = ReconcileReport.objects.filter(bot_id=bot_id).order_by("-created_at", "-id").first()
+    if newest is not None and newest.status in (ReconcileReport.Status.MISMATCH, ReconcileReport.Status.FAILED):
+        return newest
+    return None
+
+
+# -- what the risk engine reads about an account (apps/trading/risk.py, RELIABILITY R2, R5, R13) ---------
+
+
+def account_worst_case_by_instrument(*, venue: str, account: str, excluding: Sequence[int] = ()) -> dict[str, int]:
+    """Per instrument, Σ over the account's bots of the largest absolute position each could reach if
+    all its working orders filled: max(position + working buys, working sells − position, |position|).
+    `excluding`: order ids not counted (the stops an order being checked replaces)."""
+    positions = {
+        (p["bot_id"], p["instrument"]): p["quantity"]
+        for p in Position.objects.filter(venue=venue, account=account).values("bot_id", "instrument", "quantity")
+    }
+    working: dict[tuple[int, str, str], int] = {}
+    rows = (
+        Order.objects.filter(venue=venue, account=account, status__in=Order.OPEN_STATUSES)
+        .exclude(pk__in=excluding)
+        .values("bot_id", "instrument", "side")
+        .annotate(open=Sum(F("quantity") - F("filled_quantity")))
+    )
+    for row in rows:
+        working[(row["bot_id"], row["instrument"], row["side"])] = row["open"] or 0
+    totals: dict[str, int] = defaultdict(int)
+    for bot, instrument in set(positions) | {(bot, instrument) for bot, instrument, _ in working}:
+        held = positions.get((bot, instrument), 0)
+        buys, sells = working.get((bot, instrument, "BUY"), 0), working.get((bot, instrument, "SELL"), 0)
+        totals[instrument] += max(held + buys, sells - held, abs(held))
+    return dict(totals)
+
+
+def account_notional(
+    *,
+    venue: str,
+    account: str,
+    instrument: str,
+    reference_price: Decimal | None,
+    now: datetime,
+    excluding: Sequence[int] = (),
+) -> Decimal | None:
+    """The account's worst-case gross notional in USD: each instrument's worst-case contracts × its
+    price × point value. `instrument` is priced at the order's reference price; any other at the
+    close of its latest stored bar before `now`. None when any of them has no price (unknown, never 0)."""
+    total = Decimal(0)
+    for root, contracts in account_worst_case_by_instrument(venue=venue, account=account, excluding=excluding).items():
+        if contracts == 0:
+            continue
+        spec = instruments.get(root)
+        if root == instrument:
+            price = reference_price
+        else:
+            price = (
+                Bar.objects.filter(instrument=root, ts__lt=now).order_by("-ts").values_list("close", flat=True).first()
+            )
+        if spec is None or price is None:
+            return None
+        total += contracts * price * spec.point_value
+    return total
+
+
+def restricted_instruments(*, venue: str, account: str, instrument: str) -> dict[str, str]:
+    """The restrictions on `instrument` that apply to this venue and account (global, the venue's, or
+    the account's), as {instrument: reason}."""
+    rows = RestrictedInstrument.objects.filter(instrument=instrument, venue__in=("", venue)).filter(
+        account__in=("", account)
+    )
+    reasons = [
+        f"{r.reason} (set by {r.created_by or 'an admin'} for {r.venue or 'every venue'}"
+        f"{', account ' + r.account if r.account else ''})"
+        for r in rows.order_by("venue", "account")
+    ]
+    return {instrument: "; ".join(reasons)} if reasons else {}

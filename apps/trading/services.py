@@ -43,7 +43,7 @@ from apps.integrations.errors import IntegrationError
 from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue
 from apps.market import instruments
 from apps.market.bars import MarketBar
-from apps.trading import kill_switch, risk, stops
+from apps.trading import kill_switch, risk, selectors, stops
 from apps.trading.fills import FillModel, PositionState, apply_fill, first_fill, unrealized_pnl
 from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
 
@@ -135,19 +135,7 @@ def _open_quantities(orders: Any) -> dict[tuple[int, str, str], int]:
 def _account_exposure(venue: str, account: str, *, excluding: Sequence[int] = ()) -> int:
     """Σ over the account's bots and instruments of the worst case if every working order fills
     (but the `excluding` order ids: stops the order being checked replaces)."""
-    positions = {
-        (p["bot_id"], p["instrument"]): p["quantity"]
-        for p in Position.objects.filter(venue=venue, account=account).values("bot_id", "instrument", "quantity")
-    }
-    working = _open_quantities(Order.objects.filter(venue=venue, account=account).exclude(pk__in=excluding))
-    keys = set(positions) | {(bot, instrument) for bot, instrument, _ in working}
-    total = 0
-    for bot, instrument in keys:
-        held = positions.get((bot, instrument), 0)
-        buys = working.get((bot, instrument, "BUY"), 0)
-        sells = working.get((bot, instrument, "SELL"), 0)
-        total += max(held + buys, sells - held, abs(held))
-    return total
+    return sum(selectors.account_worst_case_by_instrument(venue=venue, account=account, excluding=excluding).values())
 
 
 def position_state(*, bot_id: int, instrument: str) -> PositionState:
@@ -234,6 +222,21 @@ def _context(plan: OrderPlan, *, killed: bool, account: AccountRisk, pol: risk.R
         killed=killed,
         account_exposure_contracts=_account_exposure(plan.venue, plan.account, excluding=replaced),
         account_limit_contracts=account.max_contracts,
+        point_value=spec.point_value if spec is not None else None,
+        account_limit_notional=account.max_notional,
+        account_notional_usd=None
+        if account.max_notional is None
+        else selectors.account_notional(
+            venue=plan.venue,
+            account=plan.account,
+            instrument=plan.instrument,
+            reference_price=plan.reference_price,
+            now=plan.now,
+            excluding=replaced,
+        ),
+        restricted_instruments=selectors.restricted_instruments(
+            venue=plan.venue, account=plan.account, instrument=plan.instrument
+        ),
     )
 
 
@@ -294,6 +297,16 @@ def trading_state_change(*, bot_id: int, state: str, reason: str, actor: Any) ->
     if not label:
         raise ApplicationError(
             "Only a signed-in person changes a trading state.", error_code="FORBIDDEN", status_code=403
+        )
+    if state == TradingState.State.ACTIVE and (blocker := selectors.reconcile_blocker(bot_id=bot_id)) is not None:
+        code = "RECONCILE_FAILED" if blocker.status == "FAILED" else "RECONCILE_MISMATCH"
+        raise ApplicationError(
+            f"Reconcile {blocker.pk} did not succeed ({blocker.status}): the bot's orders and position at its venue "
+            "are not known to match, so it cannot go back to ACTIVE.",
+            error_code=code,
+            status_code=409,
+            suggested_fix="Reconcile the bot from its page until it succeeds (MATCHED or FIXED), then set ACTIVE.",
+            extra={"reconcile_id": blocker.pk},
         )
     with transaction.atomic():
         changed = trading_state_set(

@@ -3,7 +3,7 @@ NOT settings: they are resolved at call time from the environment, then the stor
 
 from __future__ import annotations
 
-from config.env import env
+from config.env import env, env_bool
 
 # Every outbound provider call has a timeout; a provider that hangs is an error, never a wait.
 INTEGRATIONS_HTTP_TIMEOUT_SECONDS = env.float("INTEGRATIONS_HTTP_TIMEOUT_SECONDS", default=10.0)
@@ -16,3 +16,15 @@ CREDENTIALS_ENCRYPTION_KEY: list[str] = env.list("CREDENTIALS_ENCRYPTION_KEY", d
 INTEGRATIONS_USAGE_WRITES = env.str("INTEGRATIONS_USAGE_WRITES", default="background")
 # The status endpoints answer from a snapshot at most this old (shared through Redis); 0 disables.
 STATUS_SNAPSHOT_SECONDS = env.float("STATUS_SNAPSHOT_SECONDS", default=1.0)
+# The network path of every provider call (apps/integrations/http.py). Unset: direct, certifi's CAs,
+# and the process environment is ignored (HTTP(S)_PROXY, SSL_CERT_FILE, .netrc).
+# INTEGRATIONS_PROXY_URL: http://[user:pass@]host:port; every provider call goes through it (https by CONNECT).
+# INTEGRATIONS_CA_BUNDLE: a PEM file (or a c_rehash'd directory) of CAs to trust INSTEAD of the default
+#   ones, e.g. a TLS-inspecting firewall's CA plus the public roots.
+# INTEGRATIONS_TRUST_ENV: true takes the proxy and CAs from the environment as curl would (HTTPS_PROXY,
+#   NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR); the two settings above still win when set.
+# A bundle that cannot be loaded or a malformed proxy URL stops startup (check integrations.E001) and every
+# call (INTEGRATION_NETWORK_CONFIG_INVALID); nothing is sent around it.
+INTEGRATIONS_PROXY_URL = env.str("INTEGRATIONS_PROXY_URL", default="")
+INTEGRATIONS_CA_BUNDLE = env.str("INTEGRATIONS_CA_BUNDLE", default="")
+INTEGRATIONS_TRUST_ENV = env_bool("INTEGRATIONS_TRUST_ENV", default=False)

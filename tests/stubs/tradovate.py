@@ -30,6 +30,9 @@ Modes, besides the common ones:
     lost               order commands stall for `delay` seconds and never take effect
     server_error       order commands take effect, then the answer is a 500 (an API gateway failing
                        after the backend acted: Tradovate documents no 5xx, so this is the worst case)
+    late_accept        placeorder answers 500 at once, and the venue books the order `accept_after` seconds
+                       later (a gateway that failed while the backend was still accepting: the order is
+                       not at the broker for a while, then it is; RELIABILITY J3)
     positions_down     /position/list answers 500
     malformed          (common) also garbles order commands' answers, after they took effect
 `renew_answer` picks the renewal's answer: ok | unauthorized (401) | error_text (200) | rate_limit (429).
@@ -143,6 +146,7 @@ class TradovateStub(StubServer):
         self.tokens: list[str] = []  # every token issued (sign-in or renewal), in order
         # The venue.
         self.fill_price: float = DEFAULT_FILL_PRICE
+        self.accept_after: float = 1.0
         self.reject_reason = "MaxPosLimitReached"
         self.reject_text = "Max position limit reached for MESZ5"
         self.placed: list[dict[str, Any]] = []
@@ -306,6 +310,11 @@ class TradovateStub(StubServer):
             return StubResponse(200, {"failureReason": "UnknownReason", "failureText": "lost"})
         if not isinstance(body, dict):
             return StubResponse(400, None)
+        if self.mode == "late_accept" and path == "/order/placeorder":
+            later = threading.Timer(self.accept_after, self._place, args=(body,))
+            later.daemon = True
+            later.start()
+            return StubResponse(500, None)
         if path == "/order/placeorder":
             answer = self._place(body)
         elif path == "/order/cancelorder":

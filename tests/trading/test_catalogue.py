@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from apps.bots.strategies import RISK_LIMITS, STARTER_PACK, STRATEGIES, parameter_errors
+from apps.bots.strategies import (
+    REQUIRED_RISK_LIMITS,
+    RISK_LIMITS,
+    STARTER_PACK,
+    STRATEGIES,
+    missing_risk_limits,
+    parameter_errors,
+)
 from apps.trading import risk
 from apps.trading import strategies as trading
 from tests.trading.helpers import SERIES, TICK
@@ -53,14 +60,22 @@ def test_it_accepts_the_catalogue_range_edges(key: str) -> None:
 def test_the_starter_pack_decides_and_its_limits_are_the_ones_risk_reads(bot: dict) -> None:
     decision = trading.decide(bot["strategy_key"], SERIES, bot["parameters"], 0, tick_size=TICK)
     assert decision.bars_required == trading.required_bars(bot["strategy_key"], bot["parameters"])
-    assert set(bot["risk_limits"]) == set(RISK_LIMITS)
+    assert set(REQUIRED_RISK_LIMITS) <= set(bot["risk_limits"]) <= set(RISK_LIMITS)
 
 
 def test_risk_reads_only_catalogue_limit_keys() -> None:
     source = Path(risk.__file__).read_text()
     read = {node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Constant)}
-    assert {"max_position_contracts", "max_daily_loss", "max_orders_per_day"} <= read
-    assert {"max_position_contracts", "max_daily_loss", "max_orders_per_day"} == set(RISK_LIMITS)
+    assert set(RISK_LIMITS) <= read
+    assert {"max_position_contracts", "max_daily_loss", "max_orders_per_day"} == set(REQUIRED_RISK_LIMITS)
+    assert set(RISK_LIMITS) - set(REQUIRED_RISK_LIMITS) == {"max_order_notional"}
+
+
+def test_an_optional_limit_never_blocks_live_by_its_absence_but_a_bad_one_does() -> None:
+    required = {"max_position_contracts": 1, "max_daily_loss": 100.0, "max_orders_per_day": 20}
+    assert missing_risk_limits(required) == []
+    assert missing_risk_limits({**required, "max_order_notional": 0}) == ["max_order_notional"]
+    assert missing_risk_limits({"max_order_notional": 50000}) == list(REQUIRED_RISK_LIMITS)
 
 
 def _imports(path: Path) -> set[str]:

@@ -636,3 +636,96 @@ def test_reduces_position() -> None:
     assert risk.reduces_position(-1, Side.BUY, 1) is True
     assert risk.reduces_position(0, Side.SELL, 1) is False
     assert intent(side=Side.SELL, position=1).reduces_position is True
+
+
+# -- notional (R2), account notional, restricted list (R13) -----------------------------------------------
+
+MES_POINT = D("5")  # USD per point: one MES at 5000.25 is 25,001.25 USD
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+def test_an_order_over_max_order_notional_is_rejected_on_either_side(side: Side) -> None:
+    limits = {**LIMITS, "max_position_contracts": 10, "max_order_notional": 50_000}
+    ctx = context(risk_limits=limits, point_value=MES_POINT)
+    verdict = check(intent(side=side, quantity=2, order_type=OrderType.MARKET, limit_price=None), ctx)
+    assert failures(verdict) == {"max_order_notional": "RISK_MAX_NOTIONAL"}
+    assert "50,002.50 USD exceeds max_order_notional 50,000.00 USD" in verdict.result("max_order_notional").detail
+
+
+def test_an_order_at_ninety_percent_of_max_order_notional_passes() -> None:
+    limits = {**LIMITS, "max_order_notional": float(D("25001.25") / D("0.9"))}
+    verdict = check(
+        intent(order_type=OrderType.MARKET, limit_price=None), context(risk_limits=limits, point_value=MES_POINT)
+    )
+    assert verdict.allowed, verdict.as_dict()
+
+
+def test_the_notional_takes_the_higher_of_the_reference_and_the_orders_own_price() -> None:
+    limits = {**LIMITS, "max_order_notional": 25_010}
+    ctx = context(risk_limits=limits, point_value=MES_POINT)
+    assert check(intent(limit_price=D("5001.50")), ctx).allowed  # the reference 5000.25: 25,001.25
+    above = check(intent(limit_price=D("5002.50")), ctx)  # its own price is higher: 25,012.50
+    assert failures(above) == {"max_order_notional": "RISK_MAX_NOTIONAL"}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"reference_price": None}, {"point_value": None}, {"reference_price": D("0")}],
+    ids=["no reference price", "no point value", "zero price"],
+)
+def test_a_notional_that_cannot_be_computed_rejects_when_a_notional_limit_is_set(changes: dict[str, Any]) -> None:
+    limits = {**LIMITS, "max_order_notional": 1_000_000}
+    verdict = check(intent(), context(**{"risk_limits": limits, "point_value": MES_POINT, **changes}))
+    assert failures(verdict)["max_order_notional"] == "RISK_NOTIONAL_UNKNOWN"
+    assert not verdict.allowed
+
+
+def test_without_a_notional_limit_the_notional_checks_pass_and_say_so() -> None:
+    verdict = check(intent(), context())
+    assert verdict.result("max_order_notional").passed and "not set" in verdict.result("max_order_notional").detail
+    assert verdict.result("account_notional").passed and "no notional cap" in verdict.result("account_notional").detail
+
+
+def test_a_bad_max_order_notional_fails_closed() -> None:
+    verdict = check(intent(), context(risk_limits={**LIMITS, "max_order_notional": -5}, point_value=MES_POINT))
+    assert failures(verdict) == {"max_order_notional": "RISK_LIMIT_MISSING"}
+
+
+def test_an_order_that_strictly_reduces_is_not_bounded_by_notional_or_the_restricted_list() -> None:
+    ctx = context(
+        position=1,
+        risk_limits={**LIMITS, "max_order_notional": 1},
+        point_value=None,  # not even computable
+        account_limit_notional=D("1"),
+        account_notional_usd=None,
+        restricted_instruments={"MES": "compliance hold"},
+    )
+    stop = intent(position=1, side=Side.SELL, order_type=OrderType.STOP, limit_price=None, stop_price=D("4990"))
+    assert check(stop, ctx).allowed, check(stop, ctx).as_dict()
+
+
+def test_a_restricted_instrument_is_rejected_with_its_reason() -> None:
+    ctx = context(restricted_instruments={"MES": "compliance hold until 2025-02-01 (set by risk-officer)"})
+    verdict = check(intent(), ctx)
+    assert failures(verdict) == {"restricted_instrument": "RISK_RESTRICTED"}
+    assert "compliance hold until 2025-02-01" in verdict.result("restricted_instrument").detail
+    assert check(intent(instrument="MNQ"), replace(ctx, restricted_instruments={"MNQ": "x"})).reason_codes == (
+        "RISK_RESTRICTED",
+    )
+    assert check(intent(), replace(ctx, restricted_instruments={"MNQ": "another instrument"})).allowed
+
+
+def test_the_account_notional_cap_counts_what_the_order_adds_to_the_accounts_worst_case() -> None:
+    base = context(point_value=MES_POINT, account_limit_notional=D("100000"))
+    over = check(intent(), replace(base, account_notional_usd=D("80000")))
+    assert failures(over) == {"account_notional": "RISK_ACCOUNT_NOTIONAL"}
+    assert "105,001.25 USD exceeds the account's notional cap 100,000.00 USD" in over.result("account_notional").detail
+    assert check(intent(), replace(base, account_notional_usd=D("70000"))).allowed
+    # An order that adds nothing to the account's worst case (a working sell already reaches as far) passes.
+    covered = replace(base, account_notional_usd=D("99999"), working_sell_quantity=1)
+    assert check(intent(), covered).allowed, check(intent(), covered).as_dict()
+
+
+def test_an_unknown_account_notional_rejects_when_the_account_has_a_notional_cap() -> None:
+    ctx = context(point_value=MES_POINT, account_limit_notional=D("100000"), account_notional_usd=None)
+    assert failures(check(intent(), ctx)) == {"account_notional": "RISK_NOTIONAL_UNKNOWN"}

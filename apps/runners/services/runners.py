@@ -124,8 +124,13 @@ def broker_for(bot: Bot) -> Any:
 
 
 def bot_reconcile(*, bot: Bot, actor: Any = None, trigger: str = "manual", actor_label: str = "") -> ReconcileReport:
-    """Reconcile the bot against its venue (SPEC §3): the SIM ledger, or its broker when LIVE."""
+    """Reconcile the bot against its venue (SPEC §3): the SIM ledger, or its broker when LIVE. A
+    running LIVE bot whose broker cannot be read is halted (RELIABILITY J10)."""
     venue = broker_for(bot)
+    runner = Runner.objects.filter(bot=bot).only("status", "mode").first()
+    running_live = (
+        venue is not None and runner is not None and runner.status in ACTIVE and runner.mode == Runner.Mode.LIVE
+    )
     return reconcile_bot(
         bot_id=bot.pk,
         mode=Runner.Mode.LIVE if venue is not None else Runner.Mode.SIM,
@@ -136,6 +141,7 @@ def bot_reconcile(*, bot: Bot, actor: Any = None, trigger: str = "manual", actor
         trigger=trigger,
         actor=actor,
         actor_label=actor_label,
+        halt_on_failure=running_live,
     )
 
 
@@ -151,9 +157,11 @@ def _reconcile_before_start(bot: Bot, actor: Any) -> None:
         )
     if report.status == ReconcileReport.Status.FAILED:
         raise StateConflict(
-            f"Reconcile {report.pk} could not read the venue: {report.report['failure']}",
+            f"Not started: reconcile {report.pk} could not read {bot.venue} ({report.report['failure']}), so the "
+            "bot's orders and position at the broker are unknown. A LIVE start is refused until a reconcile succeeds.",
             error_code="RECONCILE_FAILED",
-            suggested_fix="Check the broker connection on the Connections page, then start again.",
+            suggested_fix="Check the broker on the Connections page (Verify), reconcile the bot from its page until "
+            "it succeeds, then start again.",
             extra={"reconcile_id": report.pk},
         )
 
