@@ -115,23 +115,34 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
 # --- the header's Kill-all control ---------------------------------------------------------------
 
 
+def _kill_all_answer(request: HtmxHttpRequest, context: dict[str, Any], status: int) -> HttpResponse:
+    """The header's kill-all panel with the outcome; every live region then refreshes."""
+    if not request.htmx:
+        return render(request, "core/kill_all_page.html", context, status=status)
+    response = render(request, "core/kill_all_panel.html", context)
+    for event in BOTS_CHANGED_EVENTS:
+        trigger_client_event(response, event)
+    return response
+
+
+def _reason_required(reason: str, *, what: str, fix: str) -> None:
+    if not reason:
+        raise ApplicationError(
+            f"{what} needs a reason.", error_code="VALIDATION_ERROR", status_code=400, suggested_fix=fix
+        )
+
+
 @require_POST
 @login_required
 def kill_all(request: HtmxHttpRequest) -> HttpResponse:
     """Kill every bot (the same service as POST /api/system/kill-all), with a reason and a ticked
-    confirmation. Answers the form with its outcome; every live region then refreshes."""
+    confirmation: the global latch first, then each bot. Answers the panel with its outcome."""
     if (denied := forbidden(request, Role.OPERATOR)) is not None:
         return denied
     reason = _reason(request)
     context: dict[str, Any] = {"kill_all_posted": request.POST}
     try:
-        if not reason:
-            raise ApplicationError(
-                "Kill-all needs a reason.",
-                error_code="VALIDATION_ERROR",
-                status_code=400,
-                suggested_fix="Say why every bot must stop, then press Kill all bots again.",
-            )
+        _reason_required(reason, what="Kill-all", fix="Say why every bot must stop, then press Kill all bots again.")
         if request.POST.get("confirm") != "on":
             raise ApplicationError(
                 "Kill-all was not confirmed; nothing was killed.",
@@ -139,24 +150,49 @@ def kill_all(request: HtmxHttpRequest) -> HttpResponse:
                 status_code=400,
                 suggested_fix="Tick “Yes, kill every bot”, then press Kill all bots again.",
             )
-        reports = runner_services.system_kill_all(actor=request.user, reason=reason)
+        done = runner_services.system_kill_all(actor=request.user, reason=reason)
     except ApplicationError as exc:
         context.update(kill_all_refusal=exc, kill_all_refused=True)
         status = exc.status_code
     else:
-        latched = sum(r.latched for r in reports)
-        stopped = sum(r.runner_stopped for r in reports)
+        latched = sum(r.latched for r in done.reports)
+        stopped = sum(r.runner_stopped for r in done.reports)
         context["kill_all_message"] = (
-            f"Killed {latched} bot{'s' if latched != 1 else ''} ({len(reports) - latched} already killed); "
+            f"Kill-all is engaged: no bot can start or send an order until it is released. "
+            f"Killed {latched} bot{'s' if latched != 1 else ''} ({len(done.reports) - latched} already killed); "
             f"{stopped} runner{'s' if stopped != 1 else ''} stopped. Each stays killed until unkilled on its page."
         )
         status = 200
-    if not request.htmx:
-        return render(request, "core/kill_all_page.html", context, status=status)
-    response = render(request, "core/kill_all_form.html", context)
-    for event in BOTS_CHANGED_EVENTS:
-        trigger_client_event(response, event)
-    return response
+    return _kill_all_answer(request, context, status)
+
+
+@require_POST
+@login_required
+def kill_all_release(request: HtmxHttpRequest) -> HttpResponse:
+    """Release the global kill latch (the same service as POST /api/system/kill-all/release), with a
+    reason. Bots stay killed: the answer names them, each needs its own unkill."""
+    if (denied := forbidden(request, Role.OPERATOR)) is not None:
+        return denied
+    reason = _reason(request)
+    context: dict[str, Any] = {"release_posted": request.POST}
+    try:
+        _reason_required(
+            reason, what="Releasing kill-all", fix="Say why trading may resume, then press Release kill-all again."
+        )
+        _state, still_killed = runner_services.system_kill_all_release(actor=request.user, reason=reason)
+    except ApplicationError as exc:
+        context.update(release_refusal=exc, release_refused=True)
+        status = exc.status_code
+    else:
+        context["release_message"] = "Kill-all is released: bots may be started again. " + (
+            f"{len(still_killed)} bot{'s are' if len(still_killed) != 1 else ' is'} still killed; "
+            "unkill each on its page, with a reason."
+            if still_killed
+            else "No bot is killed."
+        )
+        context["still_killed"] = Bot.objects.filter(pk__in=still_killed).order_by("pk")
+        status = 200
+    return _kill_all_answer(request, context, status)
 
 
 # --- the bot page ----------------------------------------------------------------------------------
