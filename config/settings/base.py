@@ -86,6 +86,9 @@ MIDDLEWARE = [
     # First: every response, including errors raised by later middleware, carries X-Trace-Id.
     "apps.core.middleware.TraceIdMiddleware",
     "apps.core.middleware.ApiErrorEnvelopeMiddleware",
+    # Outside /api/: htmx failures become an error fragment, signed-out htmx requests HX-Redirect to
+    # sign-in, empty error responses become TradeOps pages (apps/core/pages.py).
+    "apps.core.middleware.ObservatoryErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,6 +134,7 @@ TEMPLATES = [
 # ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from hx-headers, rendered server-side
+CSRF_FAILURE_VIEW = "apps.core.views.csrf_failure"  # a TradeOps page / fragment / envelope, not Django's
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
