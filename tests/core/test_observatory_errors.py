@@ -242,3 +242,16 @@ def test_favicon_ico_answers_with_the_svg_icon() -> None:
     assert response.status_code == 200
     assert response.redirect_chain[0][0] == "/static/core/favicon.svg"
     assert response["Content-Type"].startswith("image/svg+xml")
+
+
+def test_the_api_docs_page_loads_nothing_from_another_host(viewer: Any) -> None:
+    import re
+
+    client = Client()
+    client.force_login(viewer)
+    html = client.get("/api/docs/").content.decode()
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert urls and all(u.startswith("/static/") for u in urls), urls
+    assert "cdn." not in html and "https://" not in html
+    for url in urls:
+        assert Client().get(url).status_code == 200, url
