@@ -12,6 +12,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 from config import embedded
@@ -30,6 +33,30 @@ def _env(port: str) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+READY_TIMEOUT_SECONDS = 180
+
+
+def _announce_when_ready(url: str, honcho: subprocess.Popen[bytes]) -> None:
+    """One line once /api/health answers 200 (the web process serves and reaches PostgreSQL and
+    Redis), or one line saying it did not."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and honcho.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}api/health", timeout=2) as response:
+                if response.status == 200:
+                    print(f"[tradeops] TradeOps is ready: {url}  (API: {url}api/docs/)", flush=True)
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.25)
+    if honcho.poll() is None:
+        print(
+            f"[tradeops] not ready after {READY_TIMEOUT_SECONDS} s: {url}api/health does not answer 200; "
+            "see the web lines above.",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -53,7 +80,8 @@ def main() -> int:
         _manage("migrate", "--noinput", env=env)
         _manage("setup_periodic_tasks", env=env)
         _manage("ensure_admin", env=env)
-        print(f"[tradeops] TradeOps is starting on http://127.0.0.1:{port}/  (API: /api/health, /api/docs/)")
+        url = f"http://127.0.0.1:{port}/"
+        print(f"[tradeops] TradeOps is starting on {url}")
         print(
             "[tradeops] Ctrl-C stops web, worker, beat and the embedded services this run started.",
             flush=True,
@@ -64,6 +92,7 @@ def main() -> int:
             env=env,
             start_new_session=True,
         )
+        threading.Thread(target=_announce_when_ready, args=(url, honcho), daemon=True).start()
         return honcho.wait()
     except KeyboardInterrupt:
         print("\n[tradeops] stopping…", flush=True)

@@ -7,6 +7,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.bots import urls as bot_urls
+from apps.core import views as core_views
 from apps.core.views import legacy_function_retired
 from apps.integrations.apis import SystemStatusApi
 from apps.runners import apis as runner_apis
@@ -40,7 +41,7 @@ urlpatterns = [
     # Legacy Supabase endpoints: retired, answer 410, never act (SPEC §3 "Legacy").
     re_path(r"^functions/v1/(?P<name>[^/]+)/?.*$", legacy_function_retired, name="legacy-function"),
     re_path(r"^rest/v1/rpc/(?P<name>[^/]+)/?.*$", legacy_function_retired, name="legacy-rpc"),
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("login/", core_views.SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(settings.ADMIN_URL, admin.site.urls),
     path("connections/", include("apps.integrations.urls_pages")),
@@ -48,5 +49,13 @@ urlpatterns = [
     path("bots/", include("apps.runners.urls_pages_bots")),  # the bot page: its actions stop runners
     path("runners/", include("apps.runners.urls_pages")),
     path("jobs/", include("apps.runners.urls_pages_jobs")),
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("", runner_views.overview, name="overview"),  # the desk reads runners: the top layer composes it
 ]
+
+# TradeOps pages for errors (htmx: a fragment; /api/: the JSON envelope). Django uses them with DEBUG
+# off; apps.core.middleware.ObservatoryErrorMiddleware covers htmx requests with DEBUG on too.
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied"
+handler404 = "apps.core.views.page_not_found"
+handler500 = "apps.core.views.server_error"

@@ -19,6 +19,7 @@ from apps.bots import forms as bot_forms
 from apps.bots import selectors, services
 from apps.bots.exceptions import BotNotFound, BotValidationError
 from apps.bots.models import Bot
+from apps.core import pages
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
@@ -31,10 +32,13 @@ BOT_CONFIG = "bots/bot_config.html"
 
 
 def forbidden(request: HtmxHttpRequest, role: Role) -> HttpResponse | None:
-    """403 unless the user holds role (the same rule as the APIs' permission classes)."""
+    """403 unless the user holds role (the same rule as the APIs' permission classes): the error
+    fragment for htmx, a TradeOps page otherwise (apps.core.pages)."""
     if user_has_role(request.user, role):
         return None
-    return HttpResponse(f"Your role does not allow this; it needs {role.group_name}.", status=403)
+    return pages.error_response(
+        request, status=403, message=f"Your role does not allow this, so nothing was done; it needs {role.group_name}."
+    )
 
 
 def require_viewer(request: HtmxHttpRequest) -> None:

@@ -52,6 +52,7 @@ DJANGO_APPS = [
 THIRD_PARTY_APPS = [
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files: /api/docs/ works offline
     "django_htmx",
     "template_partials",
     "django_celery_beat",
@@ -86,6 +87,9 @@ MIDDLEWARE = [
     # First: every response, including errors raised by later middleware, carries X-Trace-Id.
     "apps.core.middleware.TraceIdMiddleware",
     "apps.core.middleware.ApiErrorEnvelopeMiddleware",
+    # Outside /api/: htmx failures become an error fragment, signed-out htmx requests HX-Redirect to
+    # sign-in, empty error responses become TradeOps pages (apps/core/pages.py).
+    "apps.core.middleware.ObservatoryErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,6 +135,7 @@ TEMPLATES = [
 # ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from hx-headers, rendered server-side
+CSRF_FAILURE_VIEW = "apps.core.views.csrf_failure"  # a TradeOps page / fragment / envelope, not Django's
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from config.settings.base import *  # noqa: F403
 from config.settings.base import VAR_DIR, env_bool
 
-DEBUG = env_bool("DJANGO_DEBUG", default=True)
+# Off unless asked for (DJANGO_DEBUG=true): Django's debug pages list every URL and setting.
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
 # A per-checkout key generated into var/ on first use: never committed, never shared.
 _key_file = VAR_DIR / "secret_key"
 if not SECRET_KEY:  # noqa: F405
@@ -29,7 +30,8 @@ if not CREDENTIALS_ENCRYPTION_KEY:  # noqa: F405
         _kek_file.chmod(0o600)
     CREDENTIALS_ENCRYPTION_KEY = [_kek_file.read_text().strip()]
 
-# Serve static files straight from the source folders (no collectstatic step in development).
+# Serve static files straight from the source folders (no collectstatic step in development), with
+# DEBUG on or off: WhiteNoise finds them through the finders (scanned once at start-up unless DEBUG).
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def _env(var: Path, port: int) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "TRADEOPS_ADMIN_PASSWORD"}
+        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "TRADEOPS_ADMIN_PASSWORD", "DJANGO_DEBUG"}
     }
     env.update(TRADEOPS_VAR_DIR=str(var), PORT=str(port), PYTHONUNBUFFERED="1")
     return env
@@ -75,7 +76,38 @@ def _another_shell_reaches_the_same_system(var: Path, port: int) -> None:
         assert response.status == 200
 
 
-def _run_once(var: Path, log: Path) -> str:
+def _fetch(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), exc.headers
+
+
+DEBUG_PAGE_MARKS = ("Using the URLconf", "You're seeing this error because you have", "Traceback", "DEBUG = True")
+
+
+def _no_debug_pages_and_static_files_served(port: int) -> dict[str, str]:
+    """DEBUG is off unless asked for: an unknown page and a failed CSRF check are TradeOps pages with
+    a trace id, and static files (ours, Swagger UI's) are still served. Returns trace ids it saw."""
+    base = f"http://127.0.0.1:{port}"
+    status, html, headers = _fetch(f"{base}/no/such/page")
+    assert status == 404 and "NOT_FOUND" in html and headers["X-Trace-Id"] in html, html[:2000]
+    assert not any(mark in html for mark in DEBUG_PAGE_MARKS), html[:2000]
+    status, html, _ = _fetch(f"{base}/login/", method="POST")
+    assert status == 403 and "CSRF_FAILED" in html and not any(mark in html for mark in DEBUG_PAGE_MARKS)
+    for path in (
+        "/static/core/tradeops.js",
+        "/static/core/tradeops.css",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+        "/favicon.ico",
+    ):
+        assert _fetch(f"{base}{path}")[0] == 200, path
+    return {"not_found": headers["X-Trace-Id"]}
+
+
+def _run_once(var: Path, log: Path, *, checks: Any = None) -> str:
     port = _free_port()
     with open(log, "w") as out:
         # Its own process group, so that SIGINT to the group is exactly what Ctrl-C in a terminal does.
@@ -98,6 +130,8 @@ def _run_once(var: Path, log: Path) -> str:
             assert body and body["status"] == "ok", log.read_text()[-3000:]
             assert _processes_of(var), "the system should be running"
             _another_shell_reaches_the_same_system(var, port)
+            if checks is not None:
+                checks(port)
         finally:
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=90)
@@ -113,8 +147,16 @@ def _run_once(var: Path, log: Path) -> str:
 @pytest.mark.timeout(400)
 def test_make_run_boots_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
     var = tmp_path / "var"
-    first = _run_once(var, tmp_path / "first.log")
-    assert "http://127.0.0.1:" in first
+    seen: dict[str, Any] = {}
+    first = _run_once(
+        var,
+        tmp_path / "first.log",
+        checks=lambda port: seen.update(port=port, **_no_debug_pages_and_static_files_served(port)),
+    )
+    assert f"[tradeops] TradeOps is ready: http://127.0.0.1:{seen['port']}/" in first
+    # The web process's access line for that 404 is JSON with the request's trace id.
+    access = [json.loads(line.split("| ", 1)[1]) for line in first.splitlines() if '"gunicorn.access"' in line]
+    assert any(a["path"] == "/no/such/page" and a["trace_id"] == seen["not_found"] for a in access), access
     assert "Password (shown this once only)" in first
     assert (var / "pgdata" / "PG_VERSION").exists() and (var / "redis").is_dir()
 

@@ -73,3 +73,27 @@ def test_junk_booleans_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADEOPS_TEST_FLAG", "ture")
     with pytest.raises(ImproperlyConfigured, match="TRADEOPS_TEST_FLAG"):
         env_bool("TRADEOPS_TEST_FLAG", default=False)
+
+
+def _local_debug(**env: str) -> str:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    base.update(DJANGO_SETTINGS_MODULE="config.settings.local", **env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_make_run_s_settings_have_debug_off_unless_asked_for() -> None:
+    assert _local_debug() == "False"
+    assert _local_debug(DJANGO_DEBUG="true") == "True"
