@@ -356,17 +356,17 @@ def _bot_blocker(row: dict[str, Any], bots: list[dict[str, Any]]) -> dict[str, A
     """One blocker per needed provider that is not usable, naming the bots that need it."""
     if not row["configured"]:
         why = f"is not configured ({', '.join(row['missing_env_vars'])} missing)"
-        fix = f"An admin enters {', '.join(row['missing_env_vars'])} on the {row['label']} card of the Connections "
-        fix += "page (or sets them in the environment), then an operator presses Verify."
+        fix = f"An admin enters {', '.join(row['missing_env_vars'])} on the {row['label']} card in Connections "
+        fix += "(or sets them in the environment), then an operator presses Verify."
     elif row["stale"]:
         why = "has not answered a Verify or a call recently (its last success is too old)"
-        fix = f"Press Verify on the {row['label']} card of the Connections page."
+        fix = f"Press Verify on the {row['label']} card in Connections."
     elif row["last_verified_at"] is None and row["error_code"] == "INTEGRATION_NOT_CONNECTED":
         why = "is configured but has never been verified"
-        fix = f"Press Verify on the {row['label']} card of the Connections page."
+        fix = f"Press Verify on the {row['label']} card in Connections."
     else:
         why = f"failed its last check ({row['error_code']})"
-        fix = row["suggested_fix"] or f"Check the keys on the {row['label']} card of the Connections page, then Verify."
+        fix = row["suggested_fix"] or f"Check the keys on the {row['label']} card in Connections, then Verify."
     names = ", ".join(f"{b['name']} ({b['stage']}, needs it for {b['as']})" for b in bots[:BOTS_NAMED])
     more = f" and {len(bots) - BOTS_NAMED} more" if len(bots) > BOTS_NAMED else ""
     subject = f"Bot {names}" if len(bots) == 1 else f"{len(bots)} bots — {names}{more} —"
@@ -466,7 +466,7 @@ def system_status(*, probes: dict[str, dict[str, Any]] | None = None) -> dict[st
                 "INTEGRATION_KEY_MISSING",
                 "market_data",
                 "No market-data provider is configured: no bot can get real bars.",
-                f"An admin enters one of {', '.join(missing)} on its card of the Connections page (or sets it in "
+                f"An admin enters one of {', '.join(missing)} on its card in Connections (or sets it in "
                 "the environment), then an operator presses Verify.",
                 missing_env_vars=missing,
                 scope="system",
@@ -481,7 +481,7 @@ def system_status(*, probes: dict[str, dict[str, Any]] | None = None) -> dict[st
                 "market_data",
                 "A market-data provider is configured but none is verified: "
                 + "; ".join(f"{r['provider']}: {r['error_code']}" for r in failing),
-                failing[0]["suggested_fix"] or "Press Verify on its card of the Connections page.",
+                failing[0]["suggested_fix"] or "Press Verify on its card in Connections.",
                 scope="system",
                 fix_url=_card_url(failing[0]["provider"]),
             )

@@ -33,6 +33,7 @@ _BOT_CONTROLS = {
 _BOT_ENDPOINT = re.compile(r"\(?\b(?:POST|GET|PATCH) /api/bots/(\d+|\{id\})(?:/([a-z-]+))?/?\)?")
 _RUNNER_STOP = re.compile(r"\(?\bPOST /api/runners/(?:\{id\}/)?stop\)?")
 _BOTS_COLLECTION = re.compile(r"\b(POST|GET) /api/bots/?(?=[\s.,;)]|$)")
+_KILL_ALL_RELEASE = re.compile(r"\(?\bPOST /api/system/kill-all/release\)?")
 _CONNECTIONS = re.compile(r"\b(?:on )?the Connections page\b")
 _GATES = re.compile(r"every gate with passed=false in `gates`")
 _CODE = re.compile(r"`([^`]+)`")
@@ -70,6 +71,14 @@ def page_fix(text: Any, bot_id: Any = None) -> SafeString:
         return _bot_link(the_id, action, bracketed=bracketed(match))
 
     html = _BOT_ENDPOINT.sub(bot, html)
+    html = _KILL_ALL_RELEASE.sub(
+        lambda m: (
+            ("(" if bracketed(m) else "")
+            + "Release kill-all, in the header's Kill-all menu"
+            + (")" if bracketed(m) else "")
+        ),
+        html,
+    )
     html = _RUNNER_STOP.sub(lambda m: _bot_link(known, "stop", bracketed=bracketed(m)), html)
     html = _BOTS_COLLECTION.sub(
         lambda m: format_html(

@@ -76,8 +76,8 @@ def safe_start_check(*, bot: Bot) -> None:
         raise StateConflict(
             f"Bot {bot.name} is killed ({bot.kill_reason or 'no reason given'}).",
             error_code="BOT_KILLED",
-            suggested_fix=f"An operator must unkill it with a reason (POST /api/bots/{bot.pk}/unkill, or Unkill on "
-            "its page) before it can start.",
+            suggested_fix=f"An operator must unkill it with a reason (POST /api/bots/{bot.pk}/unkill) before it "
+            "can start.",
             extra={"scope": "bot"},
         )
     rows = {r["provider"]: r for r in integration_selectors.integration_status_list()}
