@@ -20,6 +20,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -43,6 +44,7 @@ from apps.runners.selectors import runners as runner_selectors
 from apps.runners.services import jobs as job_services
 from apps.runners.services import runners as runner_services
 from apps.telemetry import selectors as telemetry_selectors
+from apps.trading import kill_switch
 from apps.trading import services as trading_services
 
 BOT_PAGE = "runners/bot_detail.html"
@@ -120,6 +122,10 @@ def _kill_all_answer(request: HtmxHttpRequest, context: dict[str, Any], status: 
     if not request.htmx:
         return render(request, "core/kill_all_page.html", context, status=status)
     response = render(request, "core/kill_all_panel.html", context)
+    badge = render_to_string(
+        "core/kill_all_badge.html", {"kill_all": kill_switch.kill_all_state(), "oob": True}, request=request
+    )
+    response.content += badge.encode()
     for event in BOTS_CHANGED_EVENTS:
         trigger_client_event(response, event)
     return response

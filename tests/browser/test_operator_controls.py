@@ -201,3 +201,41 @@ def test_the_audit_table_fits_an_800_px_window(page: Any, sign_in: Any, operator
         page.wait_for_load_state("networkidle")
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow} px at 800 px"
+
+
+def test_kill_all_is_one_switch_shown_in_the_header_until_a_person_releases_it(
+    page: Any, sign_in: Any, operator: Any
+) -> None:
+    killed = BotFactory(name="killed by kill-all")
+    sign_in(page, operator)
+    assert page.locator("#kill-all-badge").inner_text() == ""
+    page.click("#kill-all > summary")
+    page.fill("#kill-all-reason", "exchange outage")
+    page.check("#kill-all-confirm")
+    page.click("#kill-all-form button[type=submit]")
+    page.locator("#kill-all-outcome .banner-ok").wait_for()
+    assert "Kill-all is engaged" in page.locator("#kill-all-outcome").inner_text()
+    assert page.locator("#kill-all-badge").inner_text() == "Kill-all engaged"  # the header, without a reload
+
+    # A bot created after kill-all cannot start: the refusal says why and where to release it.
+    later = BotFactory(name="created afterwards")
+    page.goto(f"/bots/{later.pk}/")
+    assert page.locator("#kill-all-badge").inner_text() == "Kill-all engaged"
+    page.get_by_role("button", name="Start", exact=True).click()
+    refusal = page.locator("#bot-actions .refusal, #bot-actions [role=alert]").first
+    refusal.wait_for()
+    assert "BOT_KILLED" in page.locator("#bot-actions").inner_text()
+    assert "Release kill-all" in page.locator("#bot-actions").inner_text()
+
+    page.click("#kill-all > summary")
+    page.click("#kill-all-release-form button[type=submit]")  # no reason: the browser does not send it
+    page.wait_for_timeout(300)
+    assert page.locator("#kill-all-badge").inner_text() == "Kill-all engaged"
+    page.fill("#kill-all-release-reason", "exchange back, checked positions")
+    page.click("#kill-all-release-form button[type=submit]")
+    page.locator("#kill-all-release-outcome .banner-ok").wait_for()
+    outcome = page.locator("#kill-all-release-outcome").inner_text()
+    assert "Kill-all is released" in outcome and "1 bot is still killed" in outcome and killed.name in outcome
+    assert page.locator("#kill-all-badge").inner_text() == ""
+    killed.refresh_from_db()
+    assert killed.killed  # release does not unkill: each bot needs its own unkill
