@@ -5,7 +5,6 @@ read at send time, repeated breaches halting the bot, and the account cap under 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
@@ -18,32 +17,11 @@ from apps.market.bars import MarketBar
 from apps.telemetry.models import AuditEvent
 from apps.trading import services
 from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
-
-BAR = datetime(2025, 12, 16, 16, 0, tzinfo=UTC)  # the close of the decided bar (10:00 CT)
-LIMITS = {"max_position_contracts": 2, "max_daily_loss": 500, "max_orders_per_day": 50}
+from tests.trading.plans import BAR, LIMITS, order_plan
 
 
 def _plan(**changes: Any) -> services.OrderPlan:
-    plan = services.OrderPlan(
-        bot_id=1,
-        generation=1,
-        mode="SIM",
-        venue="sim",
-        account="",
-        instrument="MES",
-        contract="MES.c.0",
-        bar_ts=BAR,
-        leg="entry",
-        side="BUY",
-        quantity=1,
-        risk_limits=LIMITS,
-        reference_price=D("5000.00"),
-        reference_price_at=BAR,
-        trading_day_start=BAR - timedelta(hours=17),
-        now=BAR + timedelta(seconds=3),
-        trace_id="t-exec",
-    )
-    return replace(plan, **changes)
+    return order_plan(**{**{"trace_id": "t-exec"}, **changes})
 
 
 def _alive() -> bool:

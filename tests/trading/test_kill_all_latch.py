@@ -4,8 +4,6 @@ new order of every bot while kill-all is engaged, a bot that was never killed in
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
 
@@ -15,33 +13,13 @@ from django.db import connection
 from apps.integrations.orders import OrderRequest, PlacedOrder
 from apps.trading import kill_switch, services
 from apps.trading.models import AccountRisk, Order, Position
+from tests.trading.plans import order_plan
 
-BAR = datetime(2025, 12, 16, 16, 0, tzinfo=UTC)
-LIMITS = {"max_position_contracts": 2, "max_daily_loss": 500, "max_orders_per_day": 50}
 NEW_BOT = 77  # a bot that was never killed on its own
 
 
 def _plan(**changes: Any) -> services.OrderPlan:
-    plan = services.OrderPlan(
-        bot_id=NEW_BOT,
-        generation=1,
-        mode="SIM",
-        venue="sim",
-        account="",
-        instrument="MES",
-        contract="MES.c.0",
-        bar_ts=BAR,
-        leg="entry",
-        side="BUY",
-        quantity=1,
-        risk_limits=LIMITS,
-        reference_price=D("5000.00"),
-        reference_price_at=BAR,
-        trading_day_start=BAR - timedelta(hours=17),
-        now=BAR + timedelta(seconds=3),
-        trace_id="t-kill-all",
-    )
-    return replace(plan, **changes)
+    return order_plan(**{**{"bot_id": NEW_BOT, "trace_id": "t-kill-all"}, **changes})
 
 
 def _not_killed() -> bool:

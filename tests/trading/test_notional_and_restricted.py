@@ -6,8 +6,7 @@ with its reason code that never reaches the venue."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal as D
 from typing import Any
 
@@ -20,10 +19,10 @@ from apps.trading import services
 from apps.trading.models import AccountRisk, Order, Position, RestrictedInstrument
 from tests.bots.factories import BotFactory
 from tests.factories import UserFactory
+from tests.trading.plans import BAR, order_plan
 
 pytestmark = pytest.mark.django_db
 
-BAR = datetime(2025, 12, 16, 16, 0, tzinfo=UTC)
 LIMITS = {"max_position_contracts": 4, "max_daily_loss": 500, "max_orders_per_day": 50}
 
 
@@ -39,26 +38,7 @@ class SpyBroker:
 
 
 def _plan(**changes: Any) -> services.OrderPlan:
-    plan = services.OrderPlan(
-        bot_id=1,
-        generation=1,
-        mode="SIM",
-        venue="sim",
-        account="",
-        instrument="MES",
-        contract="MES.c.0",
-        bar_ts=BAR,
-        leg="entry",
-        side="BUY",
-        quantity=1,
-        risk_limits=LIMITS,
-        reference_price=D("5000.00"),
-        reference_price_at=BAR,
-        trading_day_start=BAR - timedelta(hours=17),
-        now=BAR + timedelta(seconds=3),
-        trace_id="t-notional",
-    )
-    return replace(plan, **changes)
+    return order_plan(**{**{"risk_limits": LIMITS, "trace_id": "t-notional"}, **changes})
 
 
 def _refused(order: Order, code: str) -> None:
