@@ -130,7 +130,7 @@ _NEEDS = {
     Category.NOTIFICATIONS: ("optional", "Optional: SMS alerts and SMS sign-in codes."),
     Category.INFRA: (
         "built in",
-        "`make run` starts an embedded PostgreSQL and Redis when these are unset; set them only to use your own.",
+        "make run starts an embedded PostgreSQL and Redis when these are unset; set them only to use your own.",
     ),
 }
 

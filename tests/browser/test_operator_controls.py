@@ -128,7 +128,7 @@ def test_create_and_edit_a_bot_from_the_pages(page: Any, sign_in: Any, operator:
     page.click("#bot-create-form button[type=submit]")
     error = page.locator("#new-bot .field-error")
     error.first.wait_for()
-    assert "max_daily_loss must be a positive number." in error.first.inner_text()
+    assert "Max daily loss must be a positive number." in error.first.inner_text()
     assert page.input_value("#id-new-name") == "Browser MES"  # what was typed stays
     assert not Bot.objects.filter(name="Browser MES").exists()
 
@@ -144,7 +144,7 @@ def test_create_and_edit_a_bot_from_the_pages(page: Any, sign_in: Any, operator:
     page.fill("#id-config-reason", "faster entries")
     page.click("#bot-config-form button[type=submit]")
     page.locator("#bot-config .field-error").first.wait_for()
-    assert "fast_period must be smaller than slow_period." in page.locator("#bot-config").inner_text()
+    assert "Fast period must be smaller than slow_period." in page.locator("#bot-config").inner_text()
     assert page.input_value("#id-parameters\\.fast_period") == "70"
 
     page.fill("#id-parameters\\.fast_period", "10")

@@ -118,7 +118,7 @@ def test_an_operator_creates_a_bot_from_the_bots_page_with_field_errors_in_place
     }  # fmt: skip
     refused = client.post("/bots/new", bad).content.decode()
     assert refused.lstrip().startswith('<details class="card" id="new-bot"')
-    assert '<p class="field-error">max_daily_loss must be a positive number.</p>' in refused
+    assert '<p class="field-error">Max daily loss must be a positive number.</p>' in refused
     assert 'value="My MES bot"' in refused and 'value="-5"' in refused
     assert '<option value="trend_following" title' in refused and "selected>Trend following" in refused
     assert not Bot.objects.exists()
@@ -151,7 +151,7 @@ def test_an_operator_edits_parameters_and_risk_limits_with_errors_in_place(opera
     }  # fmt: skip
     client = _client(operator)
     refused = client.post(f"/bots/{bot.pk}/edit", form).content.decode()
-    assert '<p class="field-error">fast_period must be smaller than slow_period.</p>' in refused
+    assert '<p class="field-error">Fast period must be smaller than slow_period.</p>' in refused
     assert 'name="parameters.fast_period" value="60"' in refused and 'value="faster"' in refused
     bot.refresh_from_db()
     assert bot.config_version == 1 and bot.parameters["fast_period"] == 20

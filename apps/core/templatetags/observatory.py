@@ -93,3 +93,17 @@ def page_fix(text: Any, bot_id: Any = None) -> SafeString:
     )
     html = _CODE.sub(r"<code>\1</code>", html)
     return mark_safe(html)  # built from escaped text and format_html pieces
+
+
+_ACRONYMS = {"atr": "ATR", "usd": "USD", "pnl": "PnL", "id": "id"}
+
+
+@register.filter
+def field_label(name: Any) -> str:
+    """A parameter or limit name as words for a form label: max_orders_per_day → Max orders per day,
+    stop_atr_multiple → Stop ATR multiple (the name itself stays in the API and the field's id)."""
+    words = [_ACRONYMS.get(w, w) for w in str(name).split("_") if w]
+    if not words:
+        return ""
+    first = words[0] if words[0] in _ACRONYMS.values() else words[0].capitalize()
+    return " ".join([first, *words[1:]])
