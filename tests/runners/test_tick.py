@@ -109,6 +109,18 @@ def test_a_killed_bot_is_stopped_at_the_guard(token_client: Any, paper: Runner) 
     assert not Order.objects.exists()
 
 
+def test_kill_all_stops_every_tick_at_the_guard_a_bot_never_killed_included(
+    token_client: Any, paper: Runner, operator: Any
+) -> None:
+    from apps.trading import kill_switch
+
+    kill_switch.kill_all_engage(actor=operator, reason="exchange outage")
+    body = _tick(token_client("operator"), paper).json()
+    assert (body["stopped_at"], body["reason_code"]) == ("guard", "BOT_KILLED")
+    assert "kill-all (scope: global)" in body["message"] and "exchange outage" in body["message"]
+    assert not Order.objects.exists()
+
+
 def test_a_bar_is_ticked_once_and_a_fenced_tick_does_nothing(paper: Runner) -> None:
     first = tick.tick_run(runner_id=paper.pk, bar_ts=BAR, generation=1)
     again = tick.tick_run(runner_id=paper.pk, bar_ts=BAR, generation=1)

@@ -45,6 +45,7 @@ from apps.market.instruments import TIMEFRAME_SECONDS
 from apps.runners.models import Runner
 from apps.runners.services.jobs import TICK_STALE_RETRIES, JobRetryLater
 from apps.telemetry.models import DecisionTrace
+from apps.trading import kill_switch
 from apps.trading import services as execution
 from apps.trading import strategies
 from apps.trading.symbols import venue_symbol
@@ -259,6 +260,8 @@ def tick_run(
                 )
             if bot.killed:
                 raise TickStopped(GUARD, "BOT_KILLED", f"killed: {bot.kill_reason or 'no reason given'}")
+            if (kill_all := kill_switch.kill_all_state()).engaged:
+                raise TickStopped(GUARD, "BOT_KILLED", kill_all.describe())
             try:
                 needed = strategies.required_bars(bot.strategy_key, bot.parameters)
             except strategies.StrategyInputError as exc:
