@@ -45,9 +45,8 @@ from apps.market.instruments import TIMEFRAME_SECONDS
 from apps.runners.models import Runner
 from apps.runners.services.jobs import TICK_STALE_RETRIES, JobRetryLater
 from apps.telemetry.models import DecisionTrace
-from apps.trading import kill_switch
+from apps.trading import kill_switch, strategies
 from apps.trading import services as execution
-from apps.trading import strategies
 from apps.trading.symbols import venue_symbol
 
 logger = logging.getLogger("tradeops.tick")
