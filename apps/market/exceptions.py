@@ -71,3 +71,25 @@ class ProviderSymbolUnsupported(DataUnavailable):
             instrument=instrument,
             provider=provider,
         )
+
+
+class BarPriceOffTick(DataUnavailable):
+    """A stored price is not a whole number of the instrument's ticks: the bar is wrong, and nothing
+    computed over it in integer ticks can be trusted."""
+
+    def __init__(self, *, instrument: str, timeframe: str, ts: str, field: str, price: str, tick_size: str) -> None:
+        super().__init__(
+            f"The stored {instrument} {timeframe} bar at {ts} has {field} {price}, which is not a whole number of "
+            f"{instrument} ticks ({tick_size}); the bar is wrong, so nothing is computed over it.",
+            reason="price_not_on_tick",
+            suggested_fix=(
+                "Correct the bar in the store (or delete it and import the right one with `manage.py import_bars`), "
+                "then retry."
+            ),
+            instrument=instrument,
+            timeframe=timeframe,
+            bar_ts=ts,
+            field=field,
+            price=price,
+            tick_size=tick_size,
+        )

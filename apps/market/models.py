@@ -39,6 +39,9 @@ class Bar(models.Model):
                 condition=models.Q(high__gte=models.F("low")) & models.Q(volume__gte=0), name="market_bar_sane"
             ),
         ]
+        # The newest bar stored for an instrument and timeframe, and the bars stored after a given one,
+        # as index lookups: what the per-process bar cache checks (apps/market/arrays.py).
+        indexes = [models.Index(fields=["instrument", "timeframe", "id"], name="market_bar_inserted")]
         ordering = ["instrument", "timeframe", "ts"]
 
     def __str__(self) -> str:
