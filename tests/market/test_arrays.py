@@ -166,9 +166,16 @@ def test_an_empty_store_misses_every_open_slot() -> None:
 
 
 def test_expected_slots_agree_with_the_market_calendar() -> None:
-    a, b = epoch(ct(2025, 11, 20, 3, 7)), epoch(ct(2026, 1, 6, 12, 0))  # Thanksgiving, Christmas, New Year
-    for tf in (60, 300, 3600):
-        assert arrays.expected_slots("MES", tf, a, b).tolist() == hours.bar_slots_between("MES", tf, a, b)
+    windows = [
+        (ct(2025, 11, 20, 3, 7), ct(2026, 1, 6, 12, 0)),  # Thanksgiving's early close, Christmas, New Year
+        (ct(2019, 3, 4, 0, 0), ct(2019, 3, 12, 0, 0)),  # the 15:15-15:30 CT pause splits an hour slot in two
+    ]
+    for start, end in windows:
+        a, b = epoch(start), epoch(end)
+        for tf in (60, 300, 900, 3600):
+            assert arrays.expected_slots("MES", tf, a, b).tolist() == hours.bar_slots_between("MES", tf, a, b)
+    hourly = arrays.expected_slots("MES", 3600, epoch(windows[1][0]), epoch(windows[1][1])).tolist()
+    assert hourly.count(epoch(ct(2019, 3, 5, 15, 0))) == 1  # trading pauses inside it: still one slot
 
 
 def test_the_cache_reads_a_window_once_and_again_after_new_bars_land_in_it(
