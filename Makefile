@@ -36,6 +36,6 @@ clean: services-down
 
 ## make bench: benchmarks (not tests); each prints our figure and the peer's from the same run.
 ## All of them run; the exit status is non-zero when any missed its target or failed.
-BENCHES := metering integrations_status job_ledger runner_api tick_pipeline bar_arrays
+BENCHES := metering integrations_status job_ledger runner_api tick_pipeline bar_arrays vectorized_eval
 bench: $(STAMP)
 	$(PY) -m config.embedded exec -- sh -c 'rc=0; for b in $(BENCHES); do $(PY) bench/$$b.py || rc=1; done; exit $$rc'
