@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,30 +23,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from apps.bots import strategies as catalogue  # noqa: E402
+from apps.market.bars import MarketBar  # noqa: E402
 from apps.trading import strategies, vectorized  # noqa: E402
 
-DEFAULTS = {
-    "trend_following": {"fast_period": 20, "slow_period": 50, "atr_period": 14, "stop_atr_multiple": 2.0},
-    "breakout": {"lookback_bars": 30, "breakout_buffer_ticks": 2, "atr_period": 14, "stop_atr_multiple": 1.5},
-    "mean_reversion": {
-        "lookback_bars": 20,
-        "entry_zscore": 2.0,
-        "exit_zscore": 0.5,
-        "atr_period": 14,
-        "stop_atr_multiple": 2.5,
-    },
-}
+# The catalogue's defaults, as the starter pack and the tick benchmark use them.
+DEFAULTS = {key: catalogue.STRATEGIES[key].defaults() for key in ("trend_following", "breakout", "mean_reversion")}
 TICK = Decimal("0.25")
 
 
-@dataclass(frozen=True)
-class Bar:
-    ts: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
+Bar = MarketBar  # a closed bar as the market app serves it
 
 
 def walk(n: int, seed: int = 20250106) -> tuple[np.ndarray, ...]:

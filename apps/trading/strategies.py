@@ -39,7 +39,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from apps.trading import indicators
+from apps.trading import fills, indicators
 from apps.trading.indicators import in_context
 
 # How many ATR periods of bars the Wilder ATR is computed over: one period to seed it, one more
@@ -50,15 +50,9 @@ ATR_WARMUP_PERIODS = 2
 UNIT = 1
 
 
-class Bar(Protocol):
-    @property
-    def ts(self) -> datetime: ...
-    @property
-    def open(self) -> Decimal: ...
-    @property
-    def high(self) -> Decimal: ...
-    @property
-    def low(self) -> Decimal: ...
+class Bar(fills.Bar, Protocol):
+    """A closed bar as a strategy reads it: the fill model's price range, its close and volume."""
+
     @property
     def close(self) -> Decimal: ...
     @property

@@ -11,7 +11,6 @@ Every order counts, as risk counts them: entries, reversals, exits and protectiv
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,6 +18,7 @@ import pytest
 
 from apps.bots.strategies import ORDERS_PER_BAR, STARTER_PACK, max_orders_per_day_for
 from apps.market import instruments
+from apps.market.bars import MarketBar
 from apps.trading import fills, stops, strategies
 
 MINUTES = {"1m": 1, "5m": 5, "15m": 15, "1h": 60}
@@ -27,14 +27,7 @@ MINUTES = {"1m": 1, "5m": 5, "15m": 15, "1h": 60}
 SIGMA = {"MES": 1.6, "MNQ": 6.5}
 
 
-@dataclass(frozen=True)
-class Bar:
-    ts: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
+Bar = MarketBar  # a closed bar as the market app serves it
 
 
 def _on_grid(value: float, tick: Decimal) -> Decimal:

@@ -7,7 +7,6 @@ external order) that halt the bot or refuse the start (J10)."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
@@ -27,6 +26,7 @@ from apps.trading import services
 from apps.trading.models import AccountRisk, Fill, Order, Position, ReconcileReport, TradingState
 from apps.trading.reconcile import reconcile_bot
 from tests.bots.factories import BotFactory
+from tests.trading.plans import order_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -50,26 +50,17 @@ def live(provider_stub: Any) -> tuple[Bot, Any]:
 
 
 def _plan(bot: Bot, **changes: Any) -> services.OrderPlan:
-    plan = services.OrderPlan(
-        bot_id=bot.pk,
-        generation=1,
-        mode="LIVE",
-        venue="tradovate",
-        account=ACCOUNT,
-        instrument="MES",
-        contract="MESZ5",
-        bar_ts=BAR,
-        leg="entry",
-        side="BUY",
-        quantity=1,
-        risk_limits=bot.risk_limits,
-        reference_price=D("5000.00"),
-        reference_price_at=BAR,
-        trading_day_start=BAR - timedelta(hours=17),
-        now=BAR + timedelta(seconds=2),
-        trace_id="t-rec",
-    )
-    return replace(plan, **changes)
+    live = {
+        "bot_id": bot.pk,
+        "mode": "LIVE",
+        "venue": "tradovate",
+        "account": ACCOUNT,
+        "contract": "MESZ5",
+        "risk_limits": bot.risk_limits,
+        "now": BAR + timedelta(seconds=2),
+        "trace_id": "t-rec",
+    }
+    return order_plan(**{**live, **changes})
 
 
 def _reconcile(client: Any, bot: Bot) -> dict[str, Any]:

@@ -10,20 +10,11 @@ from decimal import ROUND_DOWN, localcontext
 
 import pytest
 
+from apps.bots import strategies as catalogue
 from apps.trading.strategies import Action, decide, required_bars
 from tests.trading.helpers import SERIES, TICK, random_walk
 
-DEFAULTS = {
-    "trend_following": {"fast_period": 20, "slow_period": 50, "atr_period": 14, "stop_atr_multiple": 2.0},
-    "breakout": {"lookback_bars": 30, "breakout_buffer_ticks": 2, "atr_period": 14, "stop_atr_multiple": 1.5},
-    "mean_reversion": {
-        "lookback_bars": 20,
-        "entry_zscore": 2.0,
-        "exit_zscore": 0.5,
-        "atr_period": 14,
-        "stop_atr_multiple": 2.5,
-    },
-}
+DEFAULTS = {key: catalogue.STRATEGIES[key].defaults() for key in ("trend_following", "breakout", "mean_reversion")}
 
 
 def _all_decisions(key: str, series: list) -> list[dict]:
