@@ -1,7 +1,7 @@
 """`make run`: the whole system in one command.
 
 Starts the embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset, migrates, creates
-the periodic tasks and (first run) the admin user, then runs web, worker and beat from the
+the periodic tasks and (first run) the admin user, then runs web, worker, backtests and beat from the
 Procfile under honcho. Ctrl-C (or SIGTERM) stops the processes and then the embedded services
 that this run started; services that were already running are left as they were.
 """
@@ -83,7 +83,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}/"
         print(f"[tradeops] TradeOps is starting on {url}")
         print(
-            "[tradeops] Ctrl-C stops web, worker, beat and the embedded services this run started.",
+            "[tradeops] Ctrl-C stops web, worker, backtests, beat and the embedded services this run started.",
             flush=True,
         )
         # start_new_session: honcho and its children get Ctrl-C from us, in order, not from the tty.
@@ -104,7 +104,7 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if honcho is not None and honcho.poll() is None:
-            # honcho forwards SIGTERM to web, worker and beat and waits for them.
+            # honcho forwards SIGTERM to web, worker, backtests and beat and waits for them.
             honcho.send_signal(signal.SIGTERM)
             try:
                 honcho.wait(timeout=30)

@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.backtests import urls as backtest_urls
 from apps.bots import urls as bot_urls
 from apps.core import views as core_views
 from apps.core.views import legacy_function_retired
@@ -25,10 +26,12 @@ api_patterns = [
     path("bots", bot_urls.bot_collection),
     path("runners", runner_apis.RunnerListApi.as_view()),
     path("jobs", job_apis.JobListApi.as_view()),
+    path("backtests", backtest_urls.backtest_collection),
     path("bots/", include("apps.runners.urls_bots")),  # kill/unkill/demote: they stop runners (a higher app)
     path("bots/", include("apps.bots.urls")),
     path("runners/", include("apps.runners.urls")),
     path("jobs/", include("apps.runners.urls_jobs")),
+    path("backtests/", include("apps.backtests.urls")),
     path("system/status", SystemStatusApi.as_view(), name="system-status"),
     path("system/kill-all", SystemKillAllApi.as_view(), name="system-kill-all"),
     path("system/kill-all/release", SystemKillAllReleaseApi.as_view(), name="system-kill-all-release"),

@@ -24,14 +24,14 @@ from django_celery_beat.schedulers import DatabaseScheduler
 logger = logging.getLogger("tradeops.heartbeat")
 
 
-def _record(component: str, instance: str, *, started: bool = False) -> None:
+def _record(component: str, instance: str, *, started: bool = False, details: dict[str, Any] | None = None) -> None:
     from apps.telemetry.services import heartbeat_record
 
     close_old_connections()
     heartbeat_record(
         component=component,
         instance=instance,
-        details={"pid": os.getpid(), "host": socket.gethostname()},
+        details={"pid": os.getpid(), "host": socket.gethostname(), **(details or {})},
         started=started,
     )
 
@@ -42,9 +42,12 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._instance = ""
+        self._queues: list[str] = []
 
     def start(self, worker: Any) -> None:
         self._instance = worker.hostname
+        # The queues it consumes (`-Q`): a `backtests` worker alive says nothing about ticks.
+        self._queues = sorted(worker.app.amqp.queues.consume_from)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="tradeops-heartbeat", daemon=True)
         self._thread.start()
@@ -53,7 +56,7 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
         started = True
         while True:
             try:
-                _record("worker", self._instance, started=started)
+                _record("worker", self._instance, started=started, details={"queues": self._queues})
                 started = False
             except Exception:
                 # A database blip must not kill the worker; the missing heartbeat is the signal.

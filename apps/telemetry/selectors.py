@@ -41,6 +41,10 @@ def scheduler_state() -> dict[str, Any]:
 
     beat, queue = latest("beat"), latest("queue")
     workers = by_component["worker"]
+    # Ticks and the periodic tasks go to the default queue; a worker of another queue only (the
+    # `backtests` one) does not run them. A row without `queues` predates the field: default.
+    default_queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+    tick_workers = [w for w in workers if default_queue in (w["details"] or {}).get("queues", [default_queue])]
     reasons = []
     if beat is None:
         reasons.append("Celery beat has never reported a heartbeat.")
@@ -50,6 +54,11 @@ def scheduler_state() -> dict[str, Any]:
         reasons.append("No Celery worker has ever reported a heartbeat.")
     elif not any(w["alive"] for w in workers):
         reasons.append("No Celery worker has reported a heartbeat recently.")
+    elif not any(w["alive"] for w in tick_workers):
+        reasons.append(
+            f"No Celery worker of the {default_queue!r} queue (ticks and periodic tasks) has reported a heartbeat "
+            "recently; only workers of other queues are alive."
+        )
     return {
         "status": "ok" if not reasons else "unavailable",
         "reasons": reasons,

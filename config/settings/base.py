@@ -64,6 +64,7 @@ LOCAL_APPS = [
     "apps.integrations",
     "apps.market",
     "apps.trading",
+    "apps.backtests",
     "apps.bots",
     "apps.runners",
 ]

@@ -30,3 +30,6 @@ JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=120)
 # restart fails the one task that finds it broken (the job watchdog recovers that job); the next
 # task gets a new connection (apps/runners/tasks.py replaces a connection psycopg marked closed).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+# A backtest job's hard time limit (its soft limit is 90 % of it). Longer than the lease: a
+# backtest extends its own lease while it works, so the watchdog only takes back a lost one.
+BACKTEST_JOB_TIME_LIMIT_SECONDS = env.int("BACKTEST_JOB_TIME_LIMIT_SECONDS", default=3600)

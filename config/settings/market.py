@@ -26,3 +26,6 @@ MARKET_DATA_FETCH_LOCK_SECONDS = env.float("MARKET_DATA_FETCH_LOCK_SECONDS", def
 # "no trades": a provider whose data lags (Databento's historical feed, an outage) leaves those
 # bars unresolved, so the newest are DATA_STALE and asked again. Older history is settled as answered.
 MARKET_DATA_RECENT_HOURS = env.int("MARKET_DATA_RECENT_HOURS", default=24)
+# The provider missing bars are fetched from when no bot names one (a backtest of a strategy);
+# a bot's own requests use the bot's data_provider.
+MARKET_DATA_DEFAULT_PROVIDER = env.str("MARKET_DATA_DEFAULT_PROVIDER", default="databento")

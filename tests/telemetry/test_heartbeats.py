@@ -63,6 +63,7 @@ def test_real_worker_and_beat_report_and_say_when_they_stop(real_celery: Any) ->
         state = selectors.scheduler_state()
         assert state["workers_alive"] == 1
         assert state["workers"][0]["instance"].startswith("hb-test@")
+        assert state["workers"][0]["details"]["queues"] == ["celery"]  # the default queue: ticks
         assert state["beat_last_seen_at"] is not None
         _wait_for(lambda: ComponentHeartbeat.objects.filter(component="queue").exists())
         probe = ComponentHeartbeat.objects.get(component="queue")
@@ -98,6 +99,19 @@ def test_a_silent_worker_is_not_alive(settings: Any) -> None:
     ComponentHeartbeat.objects.filter(component="worker").update(last_seen_at=old)
     state = selectors.scheduler_state()
     assert state["status"] == "unavailable" and state["workers_alive"] == 0
+
+
+@pytest.mark.django_db
+def test_a_worker_of_another_queue_alone_does_not_run_ticks() -> None:
+    """The `backtests` worker consumes only its queue: with the default queue's worker gone, the
+    scheduler is unavailable, and says which workers are missing."""
+    heartbeat_record(component="beat", instance="b")
+    heartbeat_record(component="worker", instance="backtests@h", details={"queues": ["backtests"]})
+    state = selectors.scheduler_state()
+    assert state["status"] == "unavailable" and state["workers_alive"] == 1
+    assert any("'celery' queue" in r for r in state["reasons"]), state["reasons"]
+    heartbeat_record(component="worker", instance="worker@h", details={"queues": ["celery"]})
+    assert selectors.scheduler_state()["status"] == "ok"
 
 
 @pytest.mark.django_db

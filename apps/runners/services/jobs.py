@@ -52,13 +52,28 @@ JOB_HANDLERS: dict[str, str] = {
     "noop": "apps.runners.services.jobs.job_handle_noop",
     "tick": "apps.runners.services.tick.job_handle_tick",
     "reconcile": "apps.runners.services.runners.job_handle_reconcile",
+    "backtest.run": "apps.backtests.services.backtest_run",
 }
 # Handlers that commit their own work as they go, and so run outside the job's transaction: the
 # tick must commit an order row before it sends the order (a send inside an open transaction that
 # a crash rolls back would leave an order at the broker with no row). They are idempotent by
 # their own keys (one trace per runner and bar, one order per intent), so a lost lease or a second
 # run changes nothing; the close is then one fenced statement.
-OWN_TRANSACTIONS: frozenset[str] = frozenset({"tick", "reconcile"})
+# A backtest commits its progress as it goes (an operator watches it, and its cancel is read from
+# the row) and its result at the end, fenced by the job's lease (apps/backtests/services.py).
+OWN_TRANSACTIONS: frozenset[str] = frozenset({"tick", "reconcile", "backtest.run"})
+# type -> the Celery queue its messages go to. Types not listed go to the default queue ("celery"),
+# which the `worker` process consumes: ticks stay there, latency first. CPU-heavy work has its own
+# queue and its own worker process (Procfile), so a backtest never delays a tick.
+JOB_QUEUES: dict[str, str] = {"backtest.run": "backtests"}
+# type -> (setting naming the job's hard time limit in seconds). The default limits of `job_run`
+# end a job before its lease (JOB_LEASE_SECONDS) does; a type listed here may run longer because
+# its handler extends its own lease while it works (fenced: apps/backtests/services.py).
+JOB_TIME_LIMIT_SETTINGS: dict[str, str] = {"backtest.run": "BACKTEST_JOB_TIME_LIMIT_SECONDS"}
+# type -> a function(job) told when the ledger closes a job of that type without its handler:
+# dead-lettered (the watchdog, or attempts used up) or cancelled by an operator. The app that owns
+# the work keeps its own rows true (a backtest whose job died is FAILED, not RUNNING for ever).
+JOB_CLOSED_HOOKS: dict[str, str] = {"backtest.run": "apps.backtests.services.backtest_job_closed"}
 
 RETRY_BACKOFF_BASE_SECONDS = 2
 # Far below the broker's visibility_timeout, so a retry's delayed message is never redelivered
@@ -116,10 +131,25 @@ class _LeaseLost(Exception):
 # ---------------------------------------------------------------------------------------------
 # Enqueue and publish
 # ---------------------------------------------------------------------------------------------
-def _publish(job_id: int, *, countdown: float | None = None) -> None:
+def _publish(job_id: int, *, type: str, countdown: float | None = None) -> None:
     # Only the id crosses the broker, and only once the row is committed (R13, RELIABILITY J4).
+    # The type picks the queue (and, for long jobs, the time limits); the worker reads the rest.
     options: dict[str, Any] = {"countdown": countdown} if countdown else {}
+    queue = JOB_QUEUES.get(type)
+    if queue is not None:
+        options["queue"] = queue
+    limit_setting = JOB_TIME_LIMIT_SETTINGS.get(type)
+    if limit_setting is not None:
+        limit = getattr(settings, limit_setting)
+        options.update(time_limit=limit, soft_time_limit=limit * 0.9)
     job_run_task.apply_async_on_commit(args=[job_id], **options)
+
+
+def _closed_outside_handler(job: Job) -> None:
+    """Tell the owning app that the ledger closed this job without its handler (JOB_CLOSED_HOOKS)."""
+    dotted = JOB_CLOSED_HOOKS.get(job.type)
+    if dotted is not None:
+        import_string(dotted)(job)
 
 
 def job_enqueue(
@@ -177,7 +207,7 @@ def _job_enqueue(
         if idempotency_key is None:
             raise
         return _same_job(Job.objects.get(idempotency_key=idempotency_key), type), False
-    _publish(job.pk)
+    _publish(job.pk, type=job.type)
     return job, True
 
 
@@ -309,7 +339,7 @@ def job_fail(*, job: Job, error: str, permanent: bool = False, backoff: float | 
         _dead_lettered(job, by="system:jobs")
     else:
         # A second late: the retry is due by the database's clock, which the worker's may trail.
-        _publish(job.pk, countdown=backoff + 1)
+        _publish(job.pk, type=job.type, countdown=backoff + 1)
     return status
 
 
@@ -322,6 +352,7 @@ def _dead_lettered(job: Job, *, by: str) -> None:
         target=job,
         after={"status": Job.Status.DEAD, "attempts": job.attempts, "type": job.type, "error": job.error},
     )
+    _closed_outside_handler(job)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +446,7 @@ def job_watchdog(*, now: datetime | None = None) -> dict[str, list[int]]:
                 updated_at=Now(),
             )
             audit_record(action="job.requeued", actor_label="system:watchdog", target=job, after=_jsonable(lost))
-            _publish(job.pk)
+            _publish(job.pk, type=job.type)
             report["requeued"].append(job.pk)
         else:
             job.error = f"lease expired after {job.attempts} attempts (worker lost); last worker {job.leased_by}"
@@ -432,14 +463,15 @@ def job_watchdog(*, now: datetime | None = None) -> dict[str, list[int]]:
             Q(status=Job.Status.FAILED, available_at__lt=clock - RETRY_REPUBLISH_GRACE)
             | Q(status=Job.Status.QUEUED, available_at__lt=clock - STALE_QUEUED_AFTER)
         )
-        .values_list("id", flat=True)[:WATCHDOG_BATCH]
+        .values_list("id", "type")[:WATCHDOG_BATCH]
     )
     if overdue:
+        ids = [job_id for job_id, _ in overdue]
         # available_at moves to now: the next republish of the same job is a period away.
-        Job.objects.filter(pk__in=overdue).update(status=Job.Status.QUEUED, available_at=clock, updated_at=Now())
-        for job_id in overdue:
-            _publish(job_id)
-        report["republished"] = overdue
+        Job.objects.filter(pk__in=ids).update(status=Job.Status.QUEUED, available_at=clock, updated_at=Now())
+        for job_id, job_type in overdue:
+            _publish(job_id, type=job_type)
+        report["republished"] = ids
     if report["requeued"] or report["dead"]:
         logger.warning("job watchdog: requeued %s, dead-lettered %s", report["requeued"], report["dead"])
     return report
@@ -484,6 +516,7 @@ def job_cancel(*, job: Job, actor: Any, reason: str = "") -> Job:
         )
     job.refresh_from_db()
     audit_record(action="job.cancel", actor=actor, target=job, before=before, after=_snapshot(job), reason=reason)
+    _closed_outside_handler(job)
     return job
 
 
@@ -512,7 +545,7 @@ def job_retry(*, job: Job, actor: Any) -> Job:
         )
     job.refresh_from_db()
     audit_record(action="job.retry", actor=actor, target=job, before=before, after=_snapshot(job))
-    _publish(job.pk)
+    _publish(job.pk, type=job.type)
     return job
 
 
@@ -594,7 +627,7 @@ def tick_dispatch(*, now: datetime | None = None) -> dict[str, Any]:
         with transaction.atomic():
             created = Job.objects.bulk_create(new)
             for job in created:
-                _publish(job.pk)
+                _publish(job.pk, type=job.type)
         report["enqueued"] = [job.pk for job in created]
     except IntegrityError:  # another dispatcher took some of these keys meanwhile: one by one
         for job in new:
