@@ -259,6 +259,7 @@ def test_a_job_dead_lettered_by_the_watchdog_fails_its_backtest(operator_client:
     assert Job.objects.get(pk=backtest.job_id).status == Job.Status.DEAD
     assert backtest.status == "FAILED" and backtest.error["error_code"] == "INTERNAL_ERROR"
     assert "given up after 3 attempt(s)" in backtest.error["message"]
+    assert backtest.error["trace_id"] == Job.objects.get(pk=backtest.job_id).trace_id
 
 
 def test_running_the_job_twice_runs_the_backtest_once(operator_client: Any, provider_stub: Any) -> None:
