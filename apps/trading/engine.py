@@ -1,22 +1,52 @@
 """The bot's bar-by-bar state as one pure piece: position, working orders, protective stop, fills and
 PnL, stepped over closed bars with a SIM runner's rules (SPEC §1.5, §9). No database, no clock, no
-provider: a backtest runs it in memory over years of bars.
+provider: a backtest runs it in memory over years of bars, and a parity test holds it to a SIM runner
+replayed with `as_of` over the same bars (tests/backtests/test_parity.py).
 
-INTERFACE FIRST: the dataclasses and `run` below are the contract the backtests app builds on;
-`run` is filled in by the next commit.
+It is built from the very functions the SIM path persists around, so the rules exist once:
+- the decision: `apps.trading.vectorized` (held equal to `strategies.decide` by property tests),
+  at the close of every bar whose last second traded and whose close the market is open at
+  (`tick_stages.market_hours_stage`'s rule, as a mask over the window);
+- the fills: `apps.trading.fills.sim_fill` (market at the next bar's open, stops at the worse of the
+  open and the stop, slippage and commission of the fill model) and `apply_fill` (the position and
+  its realized PnL);
+- protective stops: `apps.trading.stops.protection_plan` and `stop_working_from` (a stop works from
+  its entry's decision, so on the bar its entry fills it is tried against that bar's range before
+  the decision at that bar's close);
+- risk: `apps.trading.risk.check` with the context a SIM order would get (position, working
+  orders, the day's PnL and orders, duplicates, the account cap) and R6's halt after repeated
+  breaches; none at all when `risk_limits` is None.
+
+The tick it mirrors (apps/runners/services/tick.py, replayed: the tick's clock is its bar's close +
+1 s): settle the working orders on the bar just closed, protect the position, decide, check risk,
+and when the order is accepted settle it at once on the next bar (a replay or a late tick finds that
+bar closed already), so the stop of an entry is placed in the tick that decided it.
+
+Speed: the decisions of the whole window come from numpy arrays; the Python loop runs only at the
+bars where something can happen: a decision that is not a HOLD for the position held, a bar where a
+working stop is reached, the bar after an accepted order. The bars in between are counted by reason
+code with numpy. Prices are integer ticks in the arrays and Decimals at fills, exactly as SIM.
+
+The equity curve marks the position at every window bar's close: initial capital + realized PnL −
+fees + open PnL (float64 USD; the trades carry the exact Decimals). An open position at the end is a
+trade with exit reason END at the last bar's close (a mark, no exit fee is charged).
 """
 
 from __future__ import annotations
 
+import time as _time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from apps.trading.fills import FillModel
+from apps.market import hours
+from apps.market.instruments import trade_date_start
+from apps.trading import risk, stops, strategies, vectorized
+from apps.trading.fills import BUY, SELL, FillModel, PositionState, apply_fill, sim_fill
 from apps.trading.risk import DEFAULT_POLICY, RiskPolicy
 
 
@@ -30,7 +60,9 @@ class EngineConfig:
     timeframe_seconds: int
     fill_model: FillModel = FillModel()
     risk_limits: Mapping[str, Any] | None = None  # None: no risk checks at all
-    risk_policy: RiskPolicy = DEFAULT_POLICY
+    risk_policy: RiskPolicy = DEFAULT_POLICY  # apps.trading.services.policy() for the SIM's
+    # The SIM account's cap (settings.TRADING_SIM_ACCOUNT_MAX_CONTRACTS); with risk limits and no
+    # cap, every order is refused RISK_LIMIT_MISSING, as risk refuses a SIM order without one.
     account_limit_contracts: int | None = None
     initial_capital: Decimal = Decimal(10000)
 
@@ -86,6 +118,363 @@ class Cancelled(Exception):
     """`cancelled()` answered True: the run stopped where it was."""
 
 
+# -- the window's decision mask and reason codes ------------------------------------------------------
+
+# Reason codes an engine decision can carry: the evaluator's, then the position-dependent HOLDs.
+REASONS: tuple[str, ...] = (
+    *vectorized.CODES,
+    strategies.IN_POSITION,
+    strategies.ZERO_ATR,
+    strategies.ZSCORE_REVERTED,
+)
+_R = {code: n for n, code in enumerate(REASONS)}
+MARKET_CLOSED = "MARKET_CLOSED"
+
+
+def tradable(instrument: str, ts: np.ndarray, tf: int) -> np.ndarray:
+    """Per bar (open times `ts`, epoch seconds): True when the tick at its close runs past the
+    market-hours stage, i.e. the market is open at the bar's last second and at its close
+    (tick_stages.market_hours_stage, as a mask: the same calendar, apps.market.hours)."""
+    if not len(ts):
+        return np.zeros(0, dtype=bool)
+    intervals = hours.open_intervals(instrument, int(ts[0]) - tf, int(ts[-1]) + 3 * tf)
+    opens = np.array([o for o, _ in intervals] or [0], dtype=np.int64)
+    closes = np.array([c for _, c in intervals] or [0], dtype=np.int64)
+
+    def is_open(t: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(opens, t, side="right") - 1
+        ok = at >= 0
+        ok[ok] = t[ok] < closes[at[ok]]
+        return ok
+
+    close = ts + tf
+    return is_open(close - 1) & is_open(close)
+
+
+def hold_reasons(sig: vectorized.Signals, side: int) -> np.ndarray:
+    """Per bar, the index in REASONS of decide()'s reasons[0] for a position on `side` (−1, 0, 1):
+    vectorized.decision() over the whole window (a HOLD's reason; for a bar that trades, the
+    signal's code)."""
+    code = sig.signal.astype(np.int16)
+    out = code.copy()
+    blind = (code == vectorized.CODE[strategies.INSUFFICIENT_BARS]) | (
+        code == vectorized.CODE[strategies.ZERO_VOLATILITY]
+    )
+    quiet = (sig.want == 0) & ~blind
+    if side != 0:
+        if sig.key == "mean_reversion":  # no entry signal while in a position: hold it, or revert
+            out[quiet] = _R[strategies.IN_POSITION]
+            out[quiet & (sig.exit_long if side > 0 else sig.exit_short)] = _R[strategies.ZSCORE_REVERTED]
+        out[(sig.want == side) & ~blind] = _R[strategies.IN_POSITION]
+    entering = (sig.want != 0) & (sig.want != side) & ~blind
+    out[entering & sig.zero_atr] = _R[strategies.ZERO_ATR]
+    return out
+
+
+# -- the state ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Order:
+    ref: int
+    side: str
+    quantity: int
+    order_type: str  # MARKET | STOP
+    working_from: int  # epoch: fills on bars opening at or after it
+    decided_at: datetime
+    stop_price: Decimal | None = None
+    protective_stop: Decimal | None = None  # an entry's stop
+    stop_of: int | None = None  # a stop: the ref of the entry it protects
+
+
+@dataclass
+class _Open:
+    side: int  # +1 LONG, −1 SHORT
+    quantity: int
+    entry_ts: datetime
+    entry_price: Decimal
+    fees: Decimal
+    slippage: Decimal
+
+
+def _utc(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+class _Book:
+    """The bot's orders, position, fills and trades, changed only by the tick's rules below."""
+
+    def __init__(self, bars: Any, config: EngineConfig) -> None:
+        self.bars, self.config = bars, config
+        self.tick = config.tick_size
+        self.pv = config.point_value
+        self.position = PositionState(0, None, Decimal(0))
+        self.working: list[_Order] = []
+        self.next_ref = 0
+        self.entry: _Order | None = None  # the filled entry that opened the position, with its stop
+        self.stops_since_entry = 0
+        self.fills: list[EngineFill] = []
+        self.fill_bars: list[int] = []
+        self.trades: list[EngineTrade] = []
+        self.open: _Open | None = None
+        self.sent: list[tuple[datetime, risk.RecentIntent]] = []  # accepted orders (for risk)
+        self.day_fills: list[tuple[datetime, Decimal, Decimal]] = []  # (filled_at, realized, fee)
+        self.breaches: list[risk.Breach] = []
+        self.trading_state = risk.TradingState.ACTIVE
+        self.notes: list[str] = []
+        # False once the position or the working orders change: protection has something to look at.
+        # While True, protection_plan would answer "keep" again (it is a function of exactly these).
+        self.protected = True
+
+    # -- orders ---------------------------------------------------------------------------------
+
+    def _new(self, **fields: Any) -> _Order:
+        self.next_ref += 1
+        return _Order(ref=self.next_ref, **fields)
+
+    def working_quantity(self, side: str, excluding: tuple[int, ...] = ()) -> int:
+        return sum(o.quantity for o in self.working if o.side == side and o.ref not in excluding)
+
+    def risk_allows(
+        self, *, side: str, quantity: int, order_type: str, stop_price: Decimal | None, origin: str,
+        now: datetime, bar_ts: datetime, reference: Decimal, replaces: tuple[int, ...] = (),
+    ) -> tuple[bool, str]:  # fmt: skip
+        """risk.check with the context a SIM order gets (apps.trading.services._context); (allowed,
+        the first failed check's reason code). Refused: recorded as a breach, halting as R6 says."""
+        cfg = self.config
+        if cfg.risk_limits is None:
+            return True, ""
+        pol = cfg.risk_policy
+        day_start = trade_date_start(bar_ts)
+        since = min(day_start, now - pol.burst_window, now - pol.duplicate_window)
+        self.sent = [s for s in self.sent if s[0] >= since]
+        self.day_fills = [f for f in self.day_fills if f[0] >= day_start]
+        held = self.position.quantity
+        buys = self.working_quantity(BUY, replaces)
+        sells = self.working_quantity(SELL, replaces)
+        open_pnl = (reference - self.position.avg_price) * held * self.pv if held else Decimal(0)
+        context = risk.RiskContext(
+            now=now,
+            risk_limits=cfg.risk_limits,
+            position=held,
+            working_buy_quantity=buys,
+            working_sell_quantity=sells,
+            daily_pnl=sum((r - f for _, r, f in self.day_fills), Decimal(0)) + open_pnl,
+            trading_day_start=day_start,
+            recent_order_times=[at for at, _ in self.sent if at >= day_start],
+            recent_intents=[intent for at, intent in self.sent if at >= now - pol.duplicate_window],
+            reference_price=reference,
+            reference_price_at=bar_ts,
+            trading_state=self.trading_state,
+            killed=False,
+            account_exposure_contracts=max(held + buys, sells - held, abs(held)),
+            account_limit_contracts=cfg.account_limit_contracts,
+            point_value=self.pv,
+        )
+        intent = risk.OrderIntent.create(
+            bot_id=0,
+            account="backtest",
+            instrument=cfg.instrument,
+            side=risk.Side(side),
+            quantity=quantity,
+            order_type=risk.OrderType(order_type),
+            position=held,
+            stop_price=stop_price,
+            origin=risk.IntentOrigin(origin),
+        )
+        verdict = risk.check(intent, context, pol)
+        if verdict.allowed:
+            recent = risk.RecentIntent(
+                cfg.instrument, risk.Side(side), quantity, risk.OrderType(order_type), None, stop_price, now
+            )
+            self.sent.append((now, recent))
+            return True, ""
+        code = verdict.reason_codes[0] if verdict.reason_codes else "RISK_REJECTED"
+        self.breaches = [b for b in self.breaches if b.at > now - pol.halt_breach_window]
+        self.breaches.append(risk.Breach(code=code, at=now))
+        if self.trading_state != risk.TradingState.HALTED and risk.should_halt(
+            self.breaches, pol.halt_breach_window, now=now, threshold=pol.halt_breach_threshold
+        ):
+            self.trading_state = risk.TradingState.HALTED
+            self.notes.append(f"halted at {now.isoformat()}: {len(self.breaches)} risk rejections (R6)")
+        return False, code
+
+    # -- fills ----------------------------------------------------------------------------------
+
+    def settle(self, j: int) -> bool:
+        """Fill the working orders that bar j reaches (oldest first, as sim_settle orders fills on one
+        bar). True when anything filled."""
+        if not self.working:
+            return False
+        b, t = self.bars, int(self.bars.ts[j])
+        o_, h_, l_ = (self.tick * int(b.open[j]), self.tick * int(b.high[j]), self.tick * int(b.low[j]))
+        filled = False
+        for order in list(self.working):
+            if order.working_from > t:
+                continue
+            fill = sim_fill(
+                side=order.side, quantity=order.quantity, order_type=order.order_type,
+                bar_open=o_, bar_high=h_, bar_low=l_, tick_size=self.tick, point_value=self.pv,
+                stop_price=order.stop_price, model=self.config.fill_model,
+            )  # fmt: skip
+            if fill is None:
+                continue
+            self.working.remove(order)
+            self._apply(order, j, fill.price, fill.fee, fill.slippage)
+            filled = True
+        return filled
+
+    def _apply(self, order: _Order, j: int, price: Decimal, fee: Decimal, slippage: Decimal) -> None:
+        at = _utc(int(self.bars.ts[j]))
+        before = self.position
+        after = apply_fill(before, side=order.side, quantity=order.quantity, price=price, point_value=self.pv)
+        self.position = after
+        self.protected = False
+        self.fills.append(
+            EngineFill(at, order.side, order.quantity, price, fee, slippage, order.order_type, order.decided_at)
+        )
+        self.fill_bars.append(j)
+        self.day_fills.append((at, after.realized_pnl - before.realized_pnl, fee))
+        self._trades(order, at, price, fee, slippage, before.quantity)
+        if order.protective_stop is not None and after.quantity != 0 and (after.quantity > 0) == (order.side == BUY):
+            self.entry, self.stops_since_entry = order, 0  # the newest filled entry with a stop opened it
+        if after.quantity == 0:
+            self.entry = None
+
+    def _trades(self, order: _Order, at: datetime, price: Decimal, fee: Decimal, slip: Decimal, held: int) -> None:
+        """The trade list from the fills: a fill closes the open trade (SIGNAL, or STOP for a stop
+        order) and opens one with what is left on the other side; fees and slippage split per contract."""
+        signed = order.quantity if order.side == BUY else -order.quantity
+        per_fee, per_slip = fee / order.quantity, slip / order.quantity
+        if self.open is not None and (signed > 0) != (self.open.side > 0):
+            closing = min(abs(held), order.quantity)
+            reason = "STOP" if order.order_type == "STOP" else "SIGNAL"
+            self._close(at, price, reason, closing, per_fee * closing, per_slip * closing)
+            rest = order.quantity - closing
+        else:
+            rest = order.quantity
+        if rest:
+            if self.open is None:
+                side = 1 if signed > 0 else -1
+                self.open = _Open(side, rest, at, price, per_fee * rest, per_slip * rest)
+            else:  # adding to the open trade: its average entry
+                o = self.open
+                total = o.quantity + rest
+                o.entry_price = (o.entry_price * o.quantity + price * rest) / total
+                o.quantity, o.fees, o.slippage = total, o.fees + per_fee * rest, o.slippage + per_slip * rest
+
+    def _close(self, at: datetime, price: Decimal, reason: str, quantity: int, fee: Decimal, slip: Decimal) -> None:
+        o = self.open
+        assert o is not None
+        if quantity == o.quantity:  # the whole trade (the usual case): no division
+            entry_fee, entry_slip = o.fees, o.slippage
+        else:
+            share = Decimal(quantity) / o.quantity
+            entry_fee, entry_slip = o.fees * share, o.slippage * share
+        gross = (price - o.entry_price) * o.side * quantity * self.pv
+        fees = entry_fee + fee
+        self.trades.append(
+            EngineTrade(
+                side="LONG" if o.side > 0 else "SHORT", quantity=quantity, entry_ts=o.entry_ts,
+                entry_price=o.entry_price, exit_ts=at, exit_price=price, exit_reason=reason,
+                pnl=gross - fees, fees=fees, slippage=entry_slip + slip,
+            )
+        )  # fmt: skip
+        o.quantity -= quantity
+        o.fees -= entry_fee
+        o.slippage -= entry_slip
+        if o.quantity == 0:
+            self.open = None
+
+    # -- protection (apps/trading/stops.py, as protection_sync does it) -------------------------------
+
+    def protect(self, *, now: datetime, bar_ts: datetime, reference: Decimal) -> bool:
+        """Make the position's protection match it. True when a stop was placed (it may fill on the
+        bar just settled: the caller settles that bar again)."""
+        if self.protected:
+            return False
+        self.protected = True
+        held = self.position.quantity
+        working_stops = [o for o in self.working if o.order_type == "STOP"]
+        in_flight = [str(o.ref) for o in self.working if o.order_type != "STOP"]
+        entry = self.entry if held else None
+        plan = stops.protection_plan(
+            position=held,
+            stop_price=entry.protective_stop if entry else None,
+            stops=[stops.WorkingStop(str(o.ref), o.side, o.quantity, o.stop_price) for o in working_stops],
+            in_flight=in_flight,
+        )
+        gone = set(plan.cancel)
+        self.working = [o for o in self.working if str(o.ref) not in gone]
+        if plan.place is None or entry is None:
+            return False
+        wanted = plan.place
+        sequence = self.stops_since_entry
+        self.stops_since_entry += 1  # a refused stop row counts too (protection_sync counts every STOP row)
+        working_from = stops.stop_working_from(entry_bar_ts=entry.decided_at, tick_bar_ts=bar_ts, sequence=sequence)
+        allowed, code = self.risk_allows(
+            side=wanted.side, quantity=wanted.quantity, order_type="STOP", stop_price=wanted.stop_price,
+            origin=risk.IntentOrigin.PROTECTIVE, now=now, bar_ts=bar_ts, reference=reference,
+        )  # fmt: skip
+        if not allowed:
+            self.notes.append(f"{bar_ts.isoformat()}: the stop was refused ({code}); the position is unprotected")
+            return False
+        self.working.append(
+            self._new(
+                side=wanted.side, quantity=wanted.quantity, order_type="STOP",
+                working_from=int(working_from.timestamp()), decided_at=working_from, stop_price=wanted.stop_price,
+                stop_of=entry.ref,
+            )
+        )  # fmt: skip
+        return True
+
+    def settle_and_protect(self, j: int, *, now: datetime, bar_ts: datetime, reference: Decimal) -> None:
+        """tick_stages.settle_and_protect for one bar: settle, protect, settle the new stop, protect."""
+        for _ in range(3):
+            self.settle(j)
+            if not self.protect(now=now, bar_ts=bar_ts, reference=reference):
+                break
+
+
+# -- the run -------------------------------------------------------------------------------------------
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.trade = np.zeros(len(REASONS), dtype=np.int64)
+        self.no_trade = np.zeros(len(REASONS), dtype=np.int64)
+        self.closed = 0
+        self.risk: dict[str, int] = {}
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {"TRADE": {}, "NO_TRADE": {}}
+        for n in np.flatnonzero(self.trade):
+            out["TRADE"][REASONS[n]] = int(self.trade[n])
+        for n in np.flatnonzero(self.no_trade):
+            out["NO_TRADE"][REASONS[n]] = int(self.no_trade[n])
+        if self.closed:
+            out["NO_TRADE"][MARKET_CLOSED] = self.closed
+        for code, k in self.risk.items():
+            out["NO_TRADE"][code] = out["NO_TRADE"].get(code, 0) + k
+        return out
+
+
+def _first_stop_hit(bars: Any, order: _Order, tick: Decimal, lo: int, hi: int) -> int | None:
+    """The first bar in [lo, hi) that reaches a working stop (sim_fill's trigger), or None."""
+    if order.stop_price is None or lo >= hi:
+        return None
+    level = order.stop_price / tick  # on the tick grid: an integer
+    chunk = 4096
+    while lo < hi:
+        end = min(hi, lo + chunk)
+        hit = (bars.high[lo:end] >= level) if order.side == BUY else (bars.low[lo:end] <= level)
+        at = np.flatnonzero(hit)
+        if len(at):
+            return lo + int(at[0])
+        lo, chunk = end, chunk * 4
+    return None
+
+
 def run(
     bars: Any,  # apps.market.arrays.BarArrays: the warm-up bars before `start`, then the window
     config: EngineConfig,
@@ -95,4 +484,176 @@ def run(
     progress: Callable[[float], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> EngineResult:
-    raise NotImplementedError
+    """Every tick of a SIM runner started at `start` over `bars`: a decision at the close of each
+    window bar (those with open time ≥ start), its orders, fills, stops and PnL. `progress(f)` and
+    `cancelled()` are called about every half second; `cancelled()` True raises Cancelled."""
+    n = len(bars.ts)
+    tf = config.timeframe_seconds
+    first = int(np.searchsorted(bars.ts, int(start.timestamp())))
+    sig = vectorized.evaluate(
+        config.strategy_key, bars.open, bars.high, bars.low, bars.close, config.parameters, config.tick_size
+    )
+    ok = tradable(config.instrument, np.asarray(bars.ts, dtype=np.int64), tf)
+    sides = (-1, 0, 1)
+    acts = {s: vectorized.actions(sig, s) for s in sides}
+    reasons = {s: hold_reasons(sig, s) for s in sides}
+    # The decision events per side: a tradable window bar whose decision is not a HOLD.
+    events = {s: np.flatnonzero((acts[s] != vectorized.HOLD) & ok & (np.arange(n) >= first)) for s in sides}
+    book = _Book(bars, config)
+    counts = _Counts()
+    log: list[DecisionRecord] | None = [] if record_decisions else None
+    settled_upto = first - 1  # the newest bar whose fills are applied
+    i = first
+    last_beat = _time.monotonic()
+
+    quiet: list[tuple[int, int, int]] = []  # (a, b, side): bars a..b−1 held on `side`, counted at the end
+
+    def count_quiet(a: int, b: int, side: int) -> None:
+        """Bars a..b−1 decided HOLD (or closed) for `side`: counted, logged when asked."""
+        if b <= a:
+            return
+        quiet.append((a, b, side))
+        if log is not None:
+            for k in range(a, b):
+                at = _utc(int(bars.ts[k]) + tf)
+                if ok[k]:
+                    log.append(DecisionRecord(at, "NO_TRADE", "strategy", REASONS[reasons[side][k]]))
+                else:
+                    log.append(DecisionRecord(at, "NO_TRADE", "market_hours", MARKET_CLOSED))
+
+    while i < n:
+        if progress is not None or cancelled is not None:
+            beat = _time.monotonic()
+            if beat - last_beat >= 0.5:
+                last_beat = beat
+                if cancelled is not None and cancelled():
+                    raise Cancelled(f"cancelled at bar {i - first} of {n - first}")
+                if progress is not None:
+                    progress((i - first) / max(1, n - first))
+        held = book.position.quantity
+        side = (held > 0) - (held < 0)
+        # The next bar where something can happen: a decision event for this side, a working order
+        # reached (a market order: its next bar; a stop: the first bar that trades through it).
+        ev = events[side]
+        at = int(np.searchsorted(ev, i))
+        nxt = int(ev[at]) if at < len(ev) else n
+        for order in book.working:
+            lo = max(i, settled_upto + 1, int(np.searchsorted(bars.ts, order.working_from)))
+            if order.order_type == "MARKET":
+                nxt = min(nxt, lo)
+            else:
+                hit = _first_stop_hit(bars, order, config.tick_size, lo, nxt + 1)
+                if hit is not None:
+                    nxt = min(nxt, hit)
+        if nxt >= n:
+            count_quiet(i, n, side)
+            break
+        count_quiet(i, nxt, side)
+        i = nxt
+        bar_ts = _utc(int(bars.ts[i]) + tf)
+        now = bar_ts + timedelta(seconds=1)
+        close = config.tick_size * int(bars.close[i])
+        if not ok[i]:
+            # market_hours stops the tick before market data: nothing settles now; the bar's fills
+            # happen at the next tick that settles, on the same bars (first_fill walks them all).
+            counts.closed += 1
+            if log is not None:
+                log.append(DecisionRecord(bar_ts, "NO_TRADE", "market_hours", MARKET_CLOSED))
+            if settled_upto < i and book.working:
+                book.settle_and_protect(i, now=now, bar_ts=bar_ts, reference=close)
+                settled_upto = i
+            i += 1
+            continue
+        if settled_upto < i:
+            book.settle_and_protect(i, now=now, bar_ts=bar_ts, reference=close)
+            settled_upto = i
+        else:
+            book.protect(now=now, bar_ts=bar_ts, reference=close)
+        held = book.position.quantity
+        action, stop_ticks, codes = vectorized.decision(sig, i, held)
+        if action == "HOLD":
+            counts.no_trade[_R[codes[0]]] += 1
+            if log is not None:
+                log.append(DecisionRecord(bar_ts, "NO_TRADE", "strategy", codes[0]))
+            i += 1
+            continue
+        target = {"BUY": strategies.UNIT, "SELL": -strategies.UNIT, "FLAT": 0}[action]
+        order_side = BUY if target > held else SELL
+        quantity = abs(target - held)
+        replaces = tuple(o.ref for o in book.working if o.order_type == "STOP") if held else ()
+        allowed, code = book.risk_allows(
+            side=order_side, quantity=quantity, order_type="MARKET", stop_price=None,
+            origin=risk.IntentOrigin.STRATEGY, now=now, bar_ts=bar_ts, reference=close, replaces=replaces,
+        )  # fmt: skip
+        if not allowed:
+            counts.risk[code] = counts.risk.get(code, 0) + 1
+            if log is not None:
+                log.append(DecisionRecord(bar_ts, "NO_TRADE", "risk", code))
+            i += 1
+            continue
+        counts.trade[_R[codes[0]]] += 1
+        if log is not None:
+            log.append(DecisionRecord(bar_ts, "TRADE", "", codes[0]))
+        book.working = [o for o in book.working if o.ref not in replaces]
+        book.protected = False
+        book.working.append(
+            book._new(
+                side=order_side, quantity=quantity, order_type="MARKET", working_from=int(bar_ts.timestamp()),
+                decided_at=bar_ts, protective_stop=None if stop_ticks is None else config.tick_size * stop_ticks,
+            )
+        )  # fmt: skip
+        # The execution stage: the next bar has closed (a replay), so the order fills on it now and
+        # the position gets its stop in this tick.
+        if i + 1 < n:
+            book.settle_and_protect(i + 1, now=now, bar_ts=bar_ts, reference=close)
+            settled_upto = i + 1
+        i += 1
+
+    if progress is not None:
+        progress(1.0)
+    held_on = np.full(n, 2, dtype=np.int8)  # 2: not a quiet bar
+    for a, b, side in quiet:
+        held_on[a:b] = side
+    for side in sides:
+        on = held_on == side
+        counts.closed += int((on & ~ok).sum())
+        counts.no_trade += np.bincount(reasons[side][on & ok], minlength=len(REASONS))
+    window = slice(first, n)
+    close_ts = np.asarray(bars.ts[window], dtype=np.int64) + tf
+    position, equity = _marks(bars, book, first, n)
+    if book.open is not None and n > first:
+        last = n - 1
+        mark = config.tick_size * int(bars.close[last])
+        book._close(_utc(int(bars.ts[last])), mark, "END", book.open.quantity, Decimal(0), Decimal(0))
+    return EngineResult(
+        fills=book.fills,
+        trades=book.trades,
+        decisions=counts.as_dict(),
+        bars=n - first,
+        close_ts=close_ts,
+        equity=equity,
+        position=position,
+        decision_log=log,
+        notes=book.notes,
+    )
+
+
+def _marks(bars: Any, book: _Book, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(position, equity) at each window bar's close, from the fills: cash in ticks plus the
+    position marked at the close, times the tick's value, less the fees so far."""
+    m = n - first
+    cfg = book.config
+    flow = np.zeros(m + 1, dtype=np.float64)  # Δ cash in ticks at bar k (k = index − first)
+    qty = np.zeros(m + 1, dtype=np.int64)
+    fee = np.zeros(m + 1, dtype=np.float64)
+    for f, j in zip(book.fills, book.fill_bars, strict=True):
+        k = max(j - first, 0)
+        signed = f.quantity if f.side == BUY else -f.quantity
+        qty[k] += signed
+        flow[k] -= signed * float(f.price / cfg.tick_size)
+        fee[k] += float(f.fee)
+    position = np.cumsum(qty[:m])
+    tick_value = float(cfg.tick_size * cfg.point_value)
+    closes = np.asarray(bars.close[first:n], dtype=np.float64)
+    equity = float(cfg.initial_capital) + (np.cumsum(flow[:m]) + position * closes) * tick_value - np.cumsum(fee[:m])
+    return position, equity
