@@ -5,7 +5,6 @@ worker runs it to the stored result (request → job → bars fetched, metered �
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
 import time
@@ -73,10 +72,6 @@ def test_a_backtest_job_is_published_to_the_backtests_queue_and_a_tick_job_is_no
     assert json.loads(base64.b64decode(default["body"]))[0] == [noop.pk]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("apps.backtests.metrics") is None,
-    reason="needs apps/backtests/metrics.py (helper M's branch) in the worker process; runs once merged",
-)
 def test_only_the_backtests_worker_runs_a_backtest(
     broker: Any, token_client: Any, provider_stub: Any, tmp_path: Path
 ) -> None:
