@@ -1,11 +1,13 @@
 """The backtests API (SPEC §9): POST /api/backtests (202 with its job), GET the list, one backtest
-and its trades, POST cancel. One APIView per operation; the service validates the domain (every
+and its trades, POST cancel; the matrix: POST /api/backtests/matrix, GET one with its runs ranked,
+POST cancel. One APIView per operation; the service validates the domain (every
 bad field named at once), the OutputSerializers shape the answer. Money and prices are decimal
 strings, times ISO 8601 UTC."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -236,3 +238,184 @@ class BacktestCancelApi(APIView):
         data.is_valid(raise_exception=True)
         backtest = services.backtest_cancel(backtest=backtest, actor=request.user, **data.validated_data)
         return Response(BacktestOutputSerializer(backtest).data, status=status.HTTP_200_OK)
+
+
+# -- the matrix ---------------------------------------------------------------------------------
+
+MATRIX_RESULTS_DEFAULT_LIMIT = 100
+MATRIX_RESULTS_MAX_LIMIT = 1000
+
+
+class MatrixWindowSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "BacktestMatrixWindow"
+
+
+class MatrixRunSerializer(serializers.Serializer):
+    """One run of a matrix: what it ran, its figures and verdict, or its error."""
+
+    rank = serializers.IntegerField(allow_null=True, help_text="1 = best by the objective; null unless SUCCEEDED.")
+    backtest_id = serializers.IntegerField(source="pk")
+    status = serializers.ChoiceField(choices=Status.choices)
+    progress = serializers.FloatField()
+    parameters = serializers.DictField()
+    instrument = serializers.CharField()
+    window = MatrixWindowSerializer(source="*")
+    objective_value = serializers.SerializerMethodField(help_text="The objective's figure, as in metrics.")
+    metrics = serializers.DictField()
+    verdict = serializers.SerializerMethodField()
+    trading_days = serializers.IntegerField(allow_null=True)
+    error = serializers.DictField(allow_null=True, help_text="The error envelope, when FAILED.")
+
+    class Meta:
+        ref_name = "BacktestMatrixRun"
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_objective_value(self, run: Any) -> Any:
+        return (run.metrics or {}).get(self.context["objective"])
+
+    @extend_schema_field({"type": "string", "nullable": True, "enum": ["PROMOTABLE", "MARGINAL", "REJECTED", None]})
+    def get_verdict(self, run: Any) -> str | None:
+        return (run.classification or {}).get("verdict")
+
+
+class MatrixOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Status.choices)
+    progress = serializers.FloatField(help_text="0 to 1: finished runs whole, running ones by their progress.")
+    runs = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Runs by status.")
+    objective = serializers.CharField()
+    config = serializers.DictField(help_text="The base config every run shares (parameters: before the grid).")
+    grid = serializers.DictField()
+    instruments = serializers.ListField(child=serializers.CharField())
+    windows = serializers.ListField(child=serializers.DictField())
+    skipped_combinations = serializers.DictField(
+        help_text="Grid combinations the strategy's rules refuse (count, examples with the rule)."
+    )
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    results = MatrixRunSerializer(many=True)
+    next = serializers.IntegerField(allow_null=True, help_text="The offset of the next page of results, or null.")
+
+    class Meta:
+        ref_name = "BacktestMatrix"
+
+
+def _matrix_answer(matrix: Any, *, limit: int, offset: int) -> dict[str, Any]:
+    state = selectors.matrix_state(matrix=matrix)
+    runs, next_offset = selectors.matrix_results(matrix=matrix, limit=limit, offset=offset)
+    config = dict(matrix.base_config or {})
+    skipped = config.pop("skipped_combinations", {"count": 0, "examples": []})
+    return MatrixOutputSerializer(
+        {
+            "id": matrix.pk,
+            "status": state["status"],
+            "progress": state["progress"],
+            "runs": matrix.runs,
+            "counts": state["counts"],
+            "objective": matrix.objective,
+            "config": config,
+            "grid": matrix.grid,
+            "instruments": matrix.instruments,
+            "windows": matrix.windows,
+            "skipped_combinations": skipped,
+            "created_by": matrix.created_by.username if matrix.created_by else None,
+            "created_at": matrix.created_at,
+            "finished_at": matrix.finished_at,
+            "results": runs,
+            "next": next_offset,
+        },
+        context={"objective": matrix.objective},
+    ).data
+
+
+class MatrixCreateApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(BacktestCreateApi.InputSerializer):
+        """The base config of POST /api/backtests, plus the grid; the service validates it."""
+
+        start = serializers.DateTimeField(required=False, help_text="With end: the one window (or give windows).")
+        end = serializers.DateTimeField(required=False)
+        grid = serializers.DictField(
+            child=serializers.ListField(), help_text='{parameter: [values]}, e.g. {"fast_period": [5, 10, 20]}.'
+        )
+        instruments = serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="Default: the base config's instrument."
+        )
+        windows = MatrixWindowSerializer(many=True, required=False, help_text="Default: the base start and end.")
+        objective = serializers.ChoiceField(
+            choices=list(selectors.OBJECTIVES), required=False, help_text="What ranks the runs; default expectancy."
+        )
+
+        class Meta:
+            ref_name = "BacktestMatrixCreateInput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            202: inline_serializer(
+                "BacktestMatrixQueued",
+                {
+                    "id": serializers.IntegerField(),
+                    "runs": serializers.IntegerField(),
+                    "status": serializers.CharField(),
+                    "skipped_combinations": serializers.IntegerField(),
+                },
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        matrix = services.matrix_create(data=request.data, actor=request.user)
+        return Response(
+            {
+                "id": matrix.pk,
+                "runs": matrix.runs,
+                "status": matrix.status,
+                "skipped_combinations": matrix.base_config["skipped_combinations"]["count"],
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class MatrixResultsPageSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=MATRIX_RESULTS_MAX_LIMIT)
+    offset = serializers.IntegerField(required=False, min_value=0)
+
+    class Meta:
+        ref_name = "BacktestMatrixResultsPage"
+
+
+class MatrixDetailApi(APIView):
+    permission_classes = [IsViewer]
+
+    @extend_schema(parameters=[MatrixResultsPageSerializer], responses=MatrixOutputSerializer)
+    def get(self, request: Request, matrix_id: int) -> Response:
+        matrix = selectors.matrix_get(matrix_id=matrix_id)
+        page = MatrixResultsPageSerializer(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        limit = page.validated_data.get("limit", MATRIX_RESULTS_DEFAULT_LIMIT)
+        return Response(_matrix_answer(matrix, limit=limit, offset=page.validated_data.get("offset", 0)))
+
+
+class MatrixCancelApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=1000, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "BacktestMatrixCancelInput"
+
+    @extend_schema(request=InputSerializer, responses=MatrixOutputSerializer)
+    def post(self, request: Request, matrix_id: int) -> Response:
+        matrix = selectors.matrix_get(matrix_id=matrix_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        matrix = services.matrix_cancel(matrix=matrix, actor=request.user, **data.validated_data)
+        return Response(_matrix_answer(matrix, limit=MATRIX_RESULTS_DEFAULT_LIMIT, offset=0))

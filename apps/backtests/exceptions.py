@@ -29,3 +29,10 @@ class BacktestNotFound(ApplicationError):
 class BacktestNotCancellable(StateConflict):
     error_code = "BACKTEST_NOT_CANCELLABLE"
     default_suggested_fix = "Nothing to cancel: the backtest has finished. Run a new one if you need another result."
+
+
+class BacktestMatrixNotFound(ApplicationError):
+    status_code = 404
+    error_code = "NOT_FOUND"
+    default_message = "No backtest matrix has this id."
+    default_suggested_fix = "Create one with POST /api/backtests/matrix; its answer carries the id."

@@ -1,13 +1,31 @@
-"""Reads of backtests: the list, one backtest, and its trades a page at a time."""
+"""Reads of backtests: the list, one backtest, and its trades a page at a time; a matrix's state
+(status and progress from its runs) and its runs ranked by its objective."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, Count, DecimalField, IntegerField, QuerySet, Sum, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
-from apps.backtests.exceptions import BacktestNotFound
-from apps.backtests.models import Backtest, BacktestTrade
+from apps.backtests.exceptions import BacktestMatrixNotFound, BacktestNotFound
+from apps.backtests.models import OPEN_STATUSES, Backtest, BacktestMatrix, BacktestTrade, Status
+
+# What a matrix may rank its runs by (a metric of SPEC §9) and which way is better: "desc" ranks
+# the highest first, "asc" the lowest (a drawdown).
+OBJECTIVES: dict[str, str] = {
+    "expectancy": "desc",
+    "net_pnl": "desc",
+    "gross_pnl": "desc",
+    "profit_factor": "desc",
+    "win_rate": "desc",
+    "sharpe": "desc",
+    "sortino": "desc",
+    "trades": "desc",
+    "max_drawdown": "asc",
+    "max_drawdown_pct": "asc",
+}
 
 # Fields the list does not carry (large JSON): read them on the detail.
 _LIST_DEFERRED = ("equity_curve", "decisions")
@@ -37,3 +55,65 @@ def backtest_trades_page(*, backtest: Backtest, limit: int, after: int = 0) -> t
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].seq
     return rows, None
+
+
+def matrix_get(*, matrix_id: int) -> BacktestMatrix:
+    matrix = BacktestMatrix.objects.select_related("created_by").filter(pk=matrix_id).first()
+    if matrix is None:
+        raise BacktestMatrixNotFound(f"No backtest matrix has id {matrix_id}.")
+    return matrix
+
+
+def matrix_state(*, matrix: BacktestMatrix) -> dict[str, Any]:
+    """`counts` of the runs by status, `progress` (finished runs count whole, running ones by their
+    own progress, over every run) and `status`: CANCELLED once cancelled; QUEUED until a run starts;
+    RUNNING while any run is open; then SUCCEEDED when at least one run succeeded, FAILED when every
+    run that was not cancelled failed, CANCELLED when every run was cancelled."""
+    counts = dict.fromkeys(Status.values, 0)
+    running = 0.0
+    for row in Backtest.objects.filter(matrix=matrix).values("status").annotate(n=Count("id"), p=Sum("progress")):
+        counts[row["status"]] = row["n"]
+        if row["status"] == Status.RUNNING:
+            running = float(row["p"] or 0.0)
+    total = matrix.runs or sum(counts.values())
+    finished = counts[Status.SUCCEEDED] + counts[Status.FAILED] + counts[Status.CANCELLED]
+    progress = round(min((finished + running) / total, 1.0), 4) if total else 1.0
+    if matrix.status == Status.CANCELLED:
+        status = Status.CANCELLED
+    elif finished < total:
+        status = Status.QUEUED if finished == 0 and counts[Status.RUNNING] == 0 else Status.RUNNING
+    elif counts[Status.SUCCEEDED]:
+        status = Status.SUCCEEDED
+    elif counts[Status.FAILED]:
+        status = Status.FAILED
+    else:
+        status = Status.CANCELLED
+    return {"status": str(status), "progress": progress, "counts": counts}
+
+
+def matrix_results(*, matrix: BacktestMatrix, limit: int, offset: int = 0) -> tuple[list[Backtest], int | None]:
+    """(a page of the matrix's runs, the offset of the next page or None), in rank order: the
+    SUCCEEDED runs by the objective (best first; a run whose figure is null after those with one),
+    then the runs still open, the FAILED and the CANCELLED ones, each by id. Each row carries
+    `objective_value` (Decimal or None) and `rank` (1.. for SUCCEEDED runs, None for the others;
+    ties keep id order)."""
+    value = Cast(
+        KeyTextTransform(matrix.objective, "metrics"), output_field=DecimalField(max_digits=38, decimal_places=10)
+    )
+    group = Case(
+        When(status=Status.SUCCEEDED, then=Value(0)),
+        When(status__in=OPEN_STATUSES, then=Value(1)),
+        When(status=Status.FAILED, then=Value(2)),
+        default=Value(3),
+        output_field=IntegerField(),
+    )
+    ordered = value.asc(nulls_last=True) if OBJECTIVES.get(matrix.objective) == "asc" else value.desc(nulls_last=True)
+    rows = list(
+        Backtest.objects.filter(matrix=matrix)
+        .defer("equity_curve", "decisions", "timings")
+        .annotate(rank_group=group, objective_value=value)
+        .order_by("rank_group", ordered, "id")[offset : offset + limit + 1]
+    )
+    for position, row in enumerate(rows[:limit], offset + 1):
+        row.rank = position if row.status == Status.SUCCEEDED else None  # type: ignore[attr-defined]
+    return rows[:limit], (offset + limit if len(rows) > limit else None)

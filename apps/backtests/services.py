@@ -29,7 +29,9 @@ its label, the strategy catalogue (apps/bots/strategies.py, pure data) and the j
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -41,12 +43,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import transaction
-from django.db.models.functions import Now
+from django.db.models import CharField, OuterRef, Subquery, Value
+from django.db.models.functions import Cast, Concat, Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from apps.backtests import selectors
 from apps.backtests.exceptions import BacktestNotCancellable, BacktestValidationError
-from apps.backtests.models import OPEN_STATUSES, Backtest, BacktestTrade, Status
+from apps.backtests.models import OPEN_STATUSES, Backtest, BacktestMatrix, BacktestTrade, Status
+from apps.backtests.selectors import OBJECTIVES
 from apps.core import context
 from apps.core.audit import audit_record
 from apps.core.errors import error_body
@@ -290,11 +295,9 @@ def _window(config: dict[str, Any], start: datetime, end: datetime, errors: dict
         ]
 
 
-def backtest_validate(*, data: Any, now: datetime | None = None) -> dict[str, Any]:
-    """The Backtest fields for a request body, or BacktestValidationError naming every bad field."""
-    if not isinstance(data, Mapping):
-        raise BacktestValidationError({"non_field_errors": ["The body must be a JSON object."]})
-    errors: dict[str, Any] = {name: ["is not a backtest field."] for name in data if name not in INPUT_FIELDS}
+def _config_validate(data: Mapping[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+    """Everything of a backtest but its window: the bot's config or the strategy's, risk limits,
+    fill model and capital (shared by one backtest and a matrix's base)."""
     from_bot = data.get("bot_id") is not None
     config = _bot_config(data, errors) if from_bot else _strategy_config(data, errors)
     if "risk_limits" in data:
@@ -302,9 +305,18 @@ def backtest_validate(*, data: Any, now: datetime | None = None) -> dict[str, An
         config["risk_limits"] = _risk_limits(data["risk_limits"], errors)
     elif not from_bot:
         config["risk_limits"] = None  # a strategy backtest has no limits unless given
-    start = _utc(data.get("start"), "start", errors)
-    end = _utc(data.get("end"), "end", errors)
-    now = now or timezone.now()
+    config["fill_model"] = _fill_model(data.get("fill_model"), errors)
+    config["initial_capital"] = _initial_capital(data.get("initial_capital"), errors)
+    return config
+
+
+def _window_validate(
+    config: dict[str, Any], start_value: Any, end_value: Any, errors: dict[str, Any], now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """(start, end) in UTC, with start < end <= now and a window the instrument trades in; the
+    problems go to errors["start"] / errors["end"]."""
+    start = _utc(start_value, "start", errors)
+    end = _utc(end_value, "end", errors)
     if start is not None and end is not None:
         if not start < end:
             errors["end"] = ["must be after start."]
@@ -312,8 +324,16 @@ def backtest_validate(*, data: Any, now: datetime | None = None) -> dict[str, An
             errors["end"] = [f"is in the future (now {now:%Y-%m-%dT%H:%M:%SZ}): only closed bars can be backtested."]
         elif {"instrument", "timeframe"} <= set(config):
             _window(config, start, end, errors)
-    config["fill_model"] = _fill_model(data.get("fill_model"), errors)
-    config["initial_capital"] = _initial_capital(data.get("initial_capital"), errors)
+    return start, end
+
+
+def backtest_validate(*, data: Any, now: datetime | None = None) -> dict[str, Any]:
+    """The Backtest fields for a request body, or BacktestValidationError naming every bad field."""
+    if not isinstance(data, Mapping):
+        raise BacktestValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    errors: dict[str, Any] = {name: ["is not a backtest field."] for name in data if name not in INPUT_FIELDS}
+    config = _config_validate(data, errors)
+    start, end = _window_validate(config, data.get("start"), data.get("end"), errors, now or timezone.now())
     if errors:
         raise BacktestValidationError(errors, "The backtest request is not valid; see `fields`.")
     return {**config, "start": start, "end": end}
@@ -387,6 +407,8 @@ def backtest_cancel(*, backtest: Backtest, actor: Any, reason: str = "") -> Back
         after={"status": backtest.status},
         reason=reason,
     )
+    if backtest.matrix_id is not None:
+        matrix_refresh(matrix_id=backtest.matrix_id)
     return backtest
 
 
@@ -395,6 +417,7 @@ def backtest_job_closed(job: Any) -> None:
     an operator on the Jobs page, or dead-lettered (its worker lost on every attempt). A backtest
     still open follows it, so it never stays QUEUED or RUNNING with no job to run it."""
     open_rows = Backtest.objects.filter(job_id=job.pk, status__in=OPEN_STATUSES)
+    followed = list(open_rows.values_list("pk", flat=True))
     if job.status == job.Status.CANCELLED:
         open_rows.update(status=Status.CANCELLED, finished_at=Now())
     elif job.status == job.Status.DEAD:
@@ -408,6 +431,319 @@ def backtest_job_closed(job: Any) -> None:
                 "TradeOps operators (the backtests worker's log has the cause).",
             )
         open_rows.update(status=Status.FAILED, finished_at=Now(), error=error)
+    _matrix_refresh_for(backtest_ids=followed)
+
+
+# -- the matrix ---------------------------------------------------------------------------------
+# POST /api/backtests/matrix (SPEC §9): one base config (as POST /api/backtests) × a parameter grid
+# × instruments × windows. Each combination is a Backtest row with the matrix's FK and its own
+# `backtest.run` job on the backtests queue, so the runs spread over the backtests workers, each
+# reading its bars through the per-process cache (runs of one instrument and window are created
+# next to each other, so a worker meets the same bars run after run). The matrix row's status and
+# progress follow its runs (`matrix_refresh`, after each run closes).
+
+MATRIX_FIELDS = frozenset({"grid", "instruments", "windows", "objective"})
+MATRIX_MAX_RUNS = 10_000  # SPEC §9
+MATRIX_MAX_WINDOWS = 1_000
+# Skipped combinations named on the matrix (the count is always given).
+MATRIX_SKIPPED_NAMED = 20
+
+
+def _grid(value: Any, strategy: Any, base: dict[str, Any], errors: dict[str, Any]) -> dict[str, list[Any]]:
+    """{parameter: [values]} checked against the catalogue: each a parameter of the strategy, each
+    value in its range (400 naming the parameter and the value); duplicates dropped, order kept."""
+    if not isinstance(value, dict):
+        errors["grid"] = ['must be an object of parameter names to lists of values, e.g. {"fast_period": [5, 10]}.']
+        return {}
+    problems: dict[str, list[str]] = {}
+    grid: dict[str, list[Any]] = {}
+    for name, values in value.items():
+        spec = strategy.parameter(name)
+        if spec is None:
+            known = ", ".join(p.name for p in strategy.parameters)
+            problems[name] = [f"is not a parameter of {strategy.key} (known: {known})."]
+        elif not isinstance(values, list) or not values:
+            problems[name] = ["must be a non-empty list of values."]
+        elif bad := [f"{v!r} {spec.problem(v)}" for v in values if spec.problem(v) is not None]:
+            problems[name] = bad
+        else:
+            grid[name] = list(dict.fromkeys(spec.coerce(v) for v in values))
+    if problems:
+        errors["grid"] = problems
+    return grid
+
+
+def _instruments(value: Any, default: str | None, errors: dict[str, Any]) -> list[str]:
+    catalogue = _catalogue()
+    if value is None:
+        return [default] if default else []
+    if not isinstance(value, list) or not value:
+        errors["instruments"] = [f"must be a non-empty list of instruments ({', '.join(catalogue.INSTRUMENTS)})."]
+        return []
+    clean = [v.strip().upper() if isinstance(v, str) else v for v in value]
+    bad = [
+        f"{v!r} is not an instrument ({', '.join(catalogue.INSTRUMENTS)})."
+        for v in clean
+        if v not in catalogue.INSTRUMENTS
+    ]
+    if bad:
+        errors["instruments"] = bad
+        return []
+    return list(dict.fromkeys(clean))
+
+
+def _windows(
+    data: Mapping[str, Any], config: dict[str, Any], instruments: list[str], errors: dict[str, Any], now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The windows: `windows` ([{"start", "end"}]) or the base's start and end; each checked as one
+    backtest's window for every instrument (400 naming the window by its index)."""
+    if "windows" not in data:
+        raw = [{"start": data.get("start"), "end": data.get("end")}]
+        named = False
+    else:
+        raw = data["windows"]
+        named = True
+        for name in ("start", "end"):
+            if name in data:
+                errors[name] = ["give start and end, or windows, not both."]
+        if not isinstance(raw, list) or not raw or len(raw) > MATRIX_MAX_WINDOWS:
+            errors["windows"] = [f'must be a list of 1 to {MATRIX_MAX_WINDOWS} windows, each {{"start", "end"}}.']
+            return []
+    problems: dict[str, Any] = {}
+    windows: list[tuple[datetime, datetime]] = []
+    for index, window in enumerate(raw):
+        found: dict[str, Any] = {}
+        if not isinstance(window, dict) or set(window) - {"start", "end"}:
+            found["non_field_errors"] = ['must be an object with "start" and "end" only.']
+        else:
+            start = end = None
+            # Without a valid instrument the window is checked for its times only.
+            targets = [{**config, "instrument": i} for i in instruments] or [
+                {k: v for k, v in config.items() if k != "instrument"}
+            ]
+            for target in targets:
+                start, end = _window_validate(target, window.get("start"), window.get("end"), found, now)
+                if found:
+                    break
+            if not found and start is not None and end is not None:
+                windows.append((start, end))
+        if found:
+            problems[str(index)] = found
+    if problems:
+        if named:
+            errors["windows"] = problems
+        else:
+            errors.update(problems["0"])
+    return list(dict.fromkeys(windows))
+
+
+def _combinations(
+    strategy: Any, base: dict[str, Any], grid: dict[str, list[Any]], skipped: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every parameter set of the grid over the base parameters that the strategy's own rules allow
+    (e.g. a fast period below the slow one); the others go to `skipped` with the rule they break."""
+    catalogue = _catalogue()
+    names = list(grid)
+    out = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        combo = dict(zip(names, values, strict=True))
+        clean, problems = catalogue.parameter_errors(strategy, {**base, **combo})
+        if problems:
+            why = "; ".join(f"{k} {' '.join(v)}" for k, v in sorted(problems.items()))
+            skipped.append({"parameters": combo, "reason": why})
+        else:
+            out.append(clean)
+    return out
+
+
+def matrix_validate(*, data: Any, now: datetime | None = None) -> dict[str, Any]:
+    """The matrix's base config, runs and names for a request body, or BacktestValidationError
+    naming every bad field (a grid parameter by its name, a window by its index, too many runs)."""
+    if not isinstance(data, Mapping):
+        raise BacktestValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    now = now or timezone.now()
+    errors: dict[str, Any] = {
+        name: ["is not a matrix field."] for name in data if name not in INPUT_FIELDS | MATRIX_FIELDS
+    }
+    base = {k: v for k, v in data.items() if k in INPUT_FIELDS and k not in ("start", "end")}
+    listed = data.get("instruments")
+    from_bot = data.get("bot_id") is not None
+    if not from_bot and "instrument" not in base and isinstance(listed, list) and listed:
+        base["instrument"] = listed[0]  # a strategy matrix may name its instruments only in `instruments`
+    config = _config_validate(base, errors)
+    instruments = _instruments(listed, config.get("instrument"), errors)
+    windows = _windows(data, config, instruments, errors, now)
+    objective = data.get("objective", "expectancy")
+    if objective not in OBJECTIVES:
+        errors["objective"] = [f"must be one of: {', '.join(OBJECTIVES)}."]
+    strategy = _catalogue().strategy_for(config.get("strategy_key"))
+    grid = _grid(data.get("grid"), strategy, config.get("parameters", {}), errors) if strategy else {}
+    skipped: list[dict[str, Any]] = []
+    combinations: list[dict[str, Any]] = []
+    if strategy is not None and "grid" not in errors and "parameters" in config:
+        product = math.prod(len(v) for v in grid.values())
+        runs = product * max(len(instruments), 1) * max(len(windows), 1)
+        if runs > MATRIX_MAX_RUNS:
+            errors["grid"] = [
+                f"{runs:,} runs ({product:,} parameter combinations × {len(instruments)} instrument(s) × "
+                f"{len(windows)} window(s)); a matrix may have at most {MATRIX_MAX_RUNS:,}."
+            ]
+        else:
+            combinations = _combinations(strategy, config["parameters"], grid, skipped)
+            if not combinations:
+                errors["grid"] = [f"every combination breaks a rule of {strategy.key}: {skipped[0]['reason']}"]
+    if errors:
+        raise BacktestValidationError(errors, "The matrix request is not valid; see `fields`.")
+    return {
+        "config": config,
+        "grid": grid,
+        "instruments": instruments,
+        "windows": windows,
+        "objective": objective,
+        "combinations": combinations,
+        "skipped": skipped,
+    }
+
+
+@transaction.atomic
+def matrix_create(*, data: Any, actor: Any) -> BacktestMatrix:
+    """Validate, then create the matrix, its runs (QUEUED Backtest rows) and one `backtest.run` job
+    per run, published to the backtests queue once the transaction commits. Audited once."""
+    spec = matrix_validate(data=data)
+    config = spec["config"]
+    bot = config.get("bot")
+    created_by = actor if getattr(actor, "is_authenticated", False) else None
+    skipped = spec["skipped"]
+    runs = len(spec["combinations"]) * len(spec["instruments"]) * len(spec["windows"])
+    matrix = BacktestMatrix.objects.create(
+        base_config={
+            "bot_id": bot.pk if bot is not None else None,
+            "config_version": config.get("config_version"),
+            "strategy_key": config["strategy_key"],
+            "parameters": config["parameters"],
+            "timeframe": config["timeframe"],
+            "data_provider": config["data_provider"],
+            "fill_model": config["fill_model"],
+            "risk_limits": config["risk_limits"],
+            "initial_capital": _plain(config["initial_capital"]),
+            "skipped_combinations": {"count": len(skipped), "examples": skipped[:MATRIX_SKIPPED_NAMED]},
+        },
+        grid=spec["grid"],
+        instruments=spec["instruments"],
+        windows=[{"start": s.isoformat(), "end": e.isoformat()} for s, e in spec["windows"]],
+        objective=spec["objective"],
+        status=Status.QUEUED,
+        progress=0.0,
+        runs=runs,
+        created_by=created_by,
+    )
+    common = {
+        "bot": bot,
+        "config_version": config.get("config_version"),
+        "strategy_key": config["strategy_key"],
+        "timeframe": config["timeframe"],
+        "data_provider": config["data_provider"],
+        "fill_model": config["fill_model"],
+        "risk_limits": config["risk_limits"],
+        "initial_capital": config["initial_capital"],
+        "matrix": matrix,
+        "status": Status.QUEUED,
+        "created_by": created_by,
+    }
+    rows = Backtest.objects.bulk_create(
+        [
+            Backtest(**common, parameters=parameters, instrument=instrument, start=start, end=end)
+            for instrument in spec["instruments"]
+            for start, end in spec["windows"]
+            for parameters in spec["combinations"]
+        ],
+        batch_size=2000,
+    )
+    _ledger().job_enqueue_many(type=JOB_TYPE, items=[({"backtest_id": row.pk}, f"backtest:{row.pk}") for row in rows])
+    Backtest.objects.filter(matrix=matrix).update(
+        job_id=Subquery(
+            _job_model()
+            .objects.filter(idempotency_key=Concat(Value("backtest:"), Cast(OuterRef("pk"), CharField())))
+            .values("pk")[:1]
+        )
+    )
+    audit_record(
+        action="backtest_matrix.create",
+        actor=actor,
+        target=matrix,
+        after={
+            "runs": runs,
+            "strategy_key": config["strategy_key"],
+            "bot_id": matrix.base_config["bot_id"],
+            "grid": spec["grid"],
+            "instruments": spec["instruments"],
+            "windows": matrix.windows,
+            "objective": spec["objective"],
+            "skipped_combinations": len(skipped),
+        },
+    )
+    return matrix
+
+
+def matrix_cancel(*, matrix: BacktestMatrix, actor: Any, reason: str = "") -> BacktestMatrix:
+    """Cancel what has not finished: every QUEUED or RUNNING run → CANCELLED (a running engine sees
+    it through its cancelled() callback and stores nothing), their waiting jobs cancelled in the
+    ledger, the matrix CANCELLED. Finished runs keep their results. Audited once."""
+    with transaction.atomic():
+        open_runs = Backtest.objects.filter(matrix=matrix, status__in=OPEN_STATUSES)
+        job_ids = [j for j in open_runs.values_list("job_id", flat=True) if j is not None]
+        cancelled = open_runs.update(status=Status.CANCELLED, finished_at=Now())
+        # Runs before the matrix row: the order every writer takes them in (no deadlock).
+        moved = BacktestMatrix.objects.filter(pk=matrix.pk, status__in=OPEN_STATUSES).update(
+            status=Status.CANCELLED, finished_at=Now()
+        )
+        if not cancelled and not moved:
+            matrix.refresh_from_db()
+            raise BacktestNotCancellable(
+                f"Matrix {matrix.pk} is {matrix.status}: every run has finished, there is nothing to cancel.",
+                suggested_fix="Nothing to cancel. Create a new matrix if you need other runs.",
+            )
+        jobs = _ledger().job_cancel_queued(job_ids=job_ids)
+        audit_record(
+            action="backtest_matrix.cancel",
+            actor=actor,
+            target=matrix,
+            after={"runs_cancelled": cancelled, "jobs_cancelled": len(jobs)},
+            reason=reason,
+        )
+    matrix_refresh(matrix_id=matrix.pk)
+    matrix.refresh_from_db()
+    return matrix
+
+
+def matrix_refresh(*, matrix_id: int) -> None:
+    """Write the matrix's status, progress and finished_at from its runs (after a run closes). The
+    matrix row is locked first, so two runs closing together leave the later count. A CANCELLED
+    matrix stays CANCELLED."""
+    with transaction.atomic():
+        matrix = BacktestMatrix.objects.select_for_update().filter(pk=matrix_id).first()
+        if matrix is None:
+            return
+        state = selectors.matrix_state(matrix=matrix)
+        fields: dict[str, Any] = {"progress": state["progress"], "status": state["status"]}
+        if state["status"] not in OPEN_STATUSES and matrix.finished_at is None:
+            fields["finished_at"] = Now()
+        BacktestMatrix.objects.filter(pk=matrix_id).update(**fields)
+
+
+def _matrix_refresh_for(*, backtest_ids: list[Any]) -> None:
+    """matrix_refresh for the matrices these runs belong to; never raises (a run's own outcome is
+    already stored, and the next run's close or a read corrects the matrix row)."""
+    try:
+        ids = set(
+            Backtest.objects.filter(
+                pk__in=[i for i in backtest_ids if isinstance(i, int)], matrix__isnull=False
+            ).values_list("matrix_id", flat=True)
+        )
+        for matrix_id in ids:
+            matrix_refresh(matrix_id=matrix_id)
+    except Exception:
+        logger.exception("matrix refresh after backtests %s failed", backtest_ids)
 
 
 # -- the job ------------------------------------------------------------------------------------
@@ -723,7 +1059,15 @@ def summarize(
 
 
 def backtest_run(job: Any) -> dict[str, Any]:
-    """The `backtest.run` job handler (its own transactions: apps.runners OWN_TRANSACTIONS)."""
+    """The `backtest.run` job handler (its own transactions: apps.runners OWN_TRANSACTIONS). A run of
+    a matrix then refreshes the matrix's status and progress, whatever the outcome."""
+    try:
+        return _backtest_run(job)
+    finally:
+        _matrix_refresh_for(backtest_ids=[(job.payload or {}).get("backtest_id")])
+
+
+def _backtest_run(job: Any) -> dict[str, Any]:
     backtest_id = (job.payload or {}).get("backtest_id")
     claimed = Backtest.objects.filter(pk=backtest_id, status__in=OPEN_STATUSES).update(
         status=Status.RUNNING, started_at=Now(), progress=0.0, error=None, finished_at=None

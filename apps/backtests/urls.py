@@ -15,4 +15,7 @@ urlpatterns = [
     path("<int:backtest_id>", apis.BacktestDetailApi.as_view(), name="detail"),
     path("<int:backtest_id>/trades", apis.BacktestTradeListApi.as_view(), name="trades"),
     path("<int:backtest_id>/cancel", apis.BacktestCancelApi.as_view(), name="cancel"),
+    path("matrix", by_method(post=apis.MatrixCreateApi), name="matrix-create"),
+    path("matrix/<int:matrix_id>", apis.MatrixDetailApi.as_view(), name="matrix-detail"),
+    path("matrix/<int:matrix_id>/cancel", apis.MatrixCancelApi.as_view(), name="matrix-cancel"),
 ]

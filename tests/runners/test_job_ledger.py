@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.bots.models import Bot
@@ -121,6 +121,43 @@ def test_an_idempotency_key_of_another_job_type_is_refused() -> None:
     with pytest.raises(ApplicationError) as raised:
         job_enqueue(type="tick", idempotency_key="k-2")
     assert raised.value.error_code == "IDEMPOTENCY_KEY_REUSED" and raised.value.status_code == 422
+
+
+def test_enqueue_many_writes_every_row_then_publishes_each_id_after_commit(
+    published: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    items = [({"n": n}, f"many-{n}") for n in range(5)]
+    with context.bind(trace_id="many-trace"), django_capture_on_commit_callbacks(execute=True):
+        made = jobs.job_enqueue_many(type="noop", items=items)
+        assert published == []
+    assert [j.payload for j in made] == [{"n": n} for n in range(5)]
+    assert [j.idempotency_key for j in made] == [f"many-{n}" for n in range(5)]
+    assert published == [(j.pk, {}) for j in made]
+    rows = Job.objects.filter(pk__in=[j.pk for j in made])
+    assert {(j.status, j.trace_id, j.attempts) for j in rows} == {(Job.Status.QUEUED, "many-trace", 0)}
+
+
+def test_enqueue_many_with_a_key_taken_enqueues_nothing(published: list[Any]) -> None:
+    job_enqueue(type="noop", idempotency_key="many-taken")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        jobs.job_enqueue_many(type="noop", items=[({}, "many-new"), ({}, "many-taken")])
+    assert not Job.objects.filter(idempotency_key="many-new").exists()
+    with pytest.raises(ApplicationError, match="No handler"):
+        jobs.job_enqueue_many(type="nope", items=[({}, "many-x")])
+
+
+def test_cancel_queued_cancels_only_waiting_jobs_in_one_statement() -> None:
+    queued, failed, running, done = (
+        _job(status=s) for s in (Job.Status.QUEUED, Job.Status.FAILED, Job.Status.RUNNING, Job.Status.SUCCEEDED)
+    )
+    cancelled = jobs.job_cancel_queued(job_ids=[queued.pk, failed.pk, running.pk, done.pk])
+    assert cancelled == sorted([queued.pk, failed.pk])
+    status = dict(Job.objects.values_list("pk", "status"))
+    assert (status[queued.pk], status[failed.pk]) == (Job.Status.CANCELLED, Job.Status.CANCELLED)
+    assert (status[running.pk], status[done.pk]) == (Job.Status.RUNNING, Job.Status.SUCCEEDED)
+    assert Job.objects.get(pk=queued.pk).finished_at is not None
+    assert jobs.job_cancel_queued(job_ids=[]) == []
+    assert not AuditEvent.objects.filter(action="job.cancel").exists()  # the caller audits the batch
 
 
 def test_an_unknown_type_is_refused_at_enqueue() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -209,6 +209,36 @@ def _job_enqueue(
         return _same_job(Job.objects.get(idempotency_key=idempotency_key), type), False
     _publish(job.pk, type=job.type)
     return job, True
+
+
+@transaction.atomic
+def job_enqueue_many(*, type: str, items: Sequence[tuple[dict[str, Any], str]], max_attempts: int = 3) -> list[Job]:
+    """Many new jobs of one type in bulk INSERTs (a backtest matrix's runs), in the order given, each
+    published after commit. `items` are (payload, idempotency key); every key must be new (the
+    caller creates the rows they name in the same transaction): a key already taken raises
+    IntegrityError and nothing is enqueued."""
+    if type not in JOB_HANDLERS:
+        known = ", ".join(sorted(JOB_HANDLERS))
+        raise UnknownJobType(f"No handler is registered for job type {type!r} (known: {known}).")
+    now = timezone.now()
+    trace_id = context.ensure_trace_id()
+    jobs = Job.objects.bulk_create(
+        [
+            Job(
+                type=type,
+                payload=payload,
+                idempotency_key=key,
+                max_attempts=max_attempts,
+                available_at=now,
+                trace_id=trace_id,
+            )
+            for payload, key in items
+        ],
+        batch_size=2000,
+    )
+    for job in jobs:
+        _publish(job.pk, type=type)
+    return jobs
 
 
 def _same_job(existing: Job, type: str) -> Job:
@@ -518,6 +548,27 @@ def job_cancel(*, job: Job, actor: Any, reason: str = "") -> Job:
     audit_record(action="job.cancel", actor=actor, target=job, before=before, after=_snapshot(job), reason=reason)
     _closed_outside_handler(job)
     return job
+
+
+_CANCEL_QUEUED_SQL = f"""
+UPDATE {Job._meta.db_table}
+SET status = 'CANCELLED', lease_expires_at = NULL, finished_at = statement_timestamp(),
+    updated_at = statement_timestamp()
+WHERE id = ANY(%s) AND status IN ('QUEUED', 'FAILED')
+RETURNING id
+"""
+
+
+def job_cancel_queued(*, job_ids: Sequence[int]) -> list[int]:
+    """QUEUED or FAILED (waiting for a retry) → CANCELLED in one statement, for a caller that cancels
+    many jobs together with the work they carry (a backtest matrix) and audits that once itself: no
+    audit row and no JOB_CLOSED_HOOKS call per job. A RUNNING job is left to its handler. Answers
+    the ids it cancelled; a message still on its way finds nothing to claim."""
+    if not job_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_CANCEL_QUEUED_SQL, [list(job_ids)])
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 @transaction.atomic
