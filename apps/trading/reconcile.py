@@ -445,15 +445,8 @@ def reconcile_bot(
         elif diff.fixed:
             status = ReconcileReport.Status.FIXED
     protection: dict[str, Any] | None = None
-    if (
-        protect is not None
-        and diff.fills_applied
-        and status
-        in (
-            ReconcileReport.Status.FIXED,
-            ReconcileReport.Status.PENDING,
-        )
-    ):
+    settled = status in (ReconcileReport.Status.FIXED, ReconcileReport.Status.PENDING)
+    if protect is not None and diff.fills_applied and settled:
         try:
             protection = protect()
         except ApplicationError as exc:
