@@ -20,6 +20,16 @@ with its deterministic `client_order_id` BEFORE calling `place_order`, and reads
 - `flatten(symbol)` closes a position the broker's way (Tradovate `liquidateposition`; Ironbeam
   has none: cancel working orders, then an opposite MARKET order for the position's quantity).
 
+Brackets: a venue whose `brackets` is True sends an entry and its protective stop as ONE command
+(Tradovate's OSO, "order sends order"): `place_bracket(entry, stop)`. The stop is held by the venue
+and works once the entry fills, so the position is never without its stop. Both rows are persisted
+before the call, and the outcomes are those of `place_order`, for the pair: `PlacedBracket` (both
+accepted, each with its broker id), `OrderRejected` (neither is working), `OrderOutcomeUnknown`
+(either may be working: both are UNKNOWN until reconcile settles them; never resent). Such a venue's
+`find_order` also takes the `broker_order_id` its answer gave, for a bracket's stop that its own
+record of our client order id does not name. A venue without brackets (no `brackets` attribute, or
+False) gets the entry alone, and the stop once its fill is known (apps/trading/services.py).
+
 Symbols are the broker's own (Tradovate `MESZ6`, Ironbeam `XCME:MES.Z26`); the trading app maps
 an instrument to them. Prices are Decimals; quantities positive ints; sides "BUY"/"SELL".
 """
@@ -59,6 +69,12 @@ class OrderRequest:
 class PlacedOrder:
     broker_order_id: str
     status: str = WORKING
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedBracket:
+    entry_broker_order_id: str
+    stop_broker_order_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +126,24 @@ def request_problems(request: OrderRequest) -> list[str]:
     return problems
 
 
+def bracket_problems(entry: OrderRequest, stop: OrderRequest) -> list[str]:
+    """What is wrong with a bracket (an entry and the protective stop it sends once filled), besides
+    each request's own problems; an empty list when nothing is. The stop closes exactly what the
+    entry opens: the same account, symbol and quantity, on the other side, as a STOP order."""
+    problems = []
+    if stop.order_type != "STOP":
+        problems.append("a bracket's stop must be a STOP order")
+    if entry.order_type == "STOP":
+        problems.append("a bracket's entry must be a MARKET or LIMIT order")
+    if stop.side == entry.side:
+        problems.append("a bracket's stop must be on the other side of its entry")
+    if (stop.account, stop.symbol, stop.quantity) != (entry.account, entry.symbol, entry.quantity):
+        problems.append("a bracket's stop must have its entry's account, symbol and quantity")
+    if stop.client_order_id == entry.client_order_id:
+        problems.append("a bracket's stop needs its own client_order_id")
+    return problems
+
+
 class OrderRejected(IntegrationError):
     """The broker answered that it did not accept the order: nothing is working at the venue."""
 
@@ -140,8 +174,11 @@ class OrderOutcomeUnknown(IntegrationError):
 
 class OrderVenue(Protocol):
     provider: str
+    brackets: bool  # True: place_bracket sends an entry with its protective stop as one command
 
     def place_order(self, request: OrderRequest) -> PlacedOrder: ...
+
+    def place_bracket(self, entry: OrderRequest, stop: OrderRequest) -> PlacedBracket: ...
 
     def cancel_order(self, *, account: str, broker_order_id: str) -> None: ...
 

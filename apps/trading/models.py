@@ -19,8 +19,12 @@ class Order(models.Model):
         REJECTED = "REJECTED", "Rejected by the venue"
         REJECTED_RISK = "REJECTED_RISK", "Rejected by the risk engine (never sent)"
         UNKNOWN = "UNKNOWN", "Unknown: reconcile settles it"
+        HELD = "HELD", "Held by the venue with its entry: works once the entry fills"
 
-    OPEN_STATUSES = (Status.PENDING_SUBMIT, Status.WORKING, Status.PARTIALLY_FILLED, Status.UNKNOWN)
+    # HELD: a protective stop sent with its entry as one bracket (Tradovate OSO). It is open: it will
+    # work, it can be cancelled, and the worst case counts it; but it is not working until the entry
+    # has filled, so no rule about working stops applies to it until reconcile says it works.
+    OPEN_STATUSES = (Status.PENDING_SUBMIT, Status.WORKING, Status.PARTIALLY_FILLED, Status.UNKNOWN, Status.HELD)
 
     class Side(models.TextChoices):
         BUY = "BUY", "Buy"
@@ -51,6 +55,14 @@ class Order(models.Model):
         null=True,
         blank=True,
         help_text="For an entry: the stop its decision wants on the position it opens (placed once it fills).",
+    )
+    bracket_entry = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bracket_stops",
+        help_text="For a protective stop sent with its entry as one bracket (Tradovate OSO): that entry.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING_SUBMIT)
     venue_order_id = models.CharField(max_length=64, blank=True)
@@ -91,7 +103,7 @@ class Order(models.Model):
             # Working orders per bot and per account: the position limit counts them (R4, R5).
             models.Index(
                 fields=["bot_id", "instrument"],
-                condition=models.Q(status__in=["PENDING_SUBMIT", "WORKING", "PARTIALLY_FILLED", "UNKNOWN"]),
+                condition=models.Q(status__in=["PENDING_SUBMIT", "WORKING", "PARTIALLY_FILLED", "UNKNOWN", "HELD"]),
                 name="order_open_by_bot",
             ),
             models.Index(fields=["status"], name="order_status"),

@@ -15,10 +15,20 @@ LIVE: each open order is looked up at the broker by its client order id:
   open and the report is PENDING; if the broker lists it later, its state is applied.
 - one that had a broker id and vanished cannot be settled;
 - the broker cannot say (Ironbeam keeps no client id, a failed call): cannot be settled.
+A bracket's stop (sent with its entry as one OSO: Order.bracket_entry) is settled after the other
+orders, once its entry's state is known: looked up by its client order id or the broker id the OSO
+answer gave; while the entry is open it stays HELD (the venue holds it; a cancel or a rejection is
+taken); once the entry has filled it takes the broker's state (WORKING: it now protects the
+position; FILLED: its fills close the position as any stop's do); an entry that ended without a
+fill ends it too. An entry that filled while the broker has no such stop cannot be settled (the
+position may be without its stop).
 Then the broker's position in the bot's contract is compared with the internal positions of every
 bot trading that account and instrument (a difference that orders still in flight would explain
 is PENDING, not a mismatch), and the broker's working orders that are not ours are flagged.
 A positions call that fails is never taken as flat: the reconcile FAILS and says so.
+When broker fills were applied (and the reconcile neither failed nor found a mismatch), the
+caller's `protect` runs at once: the position's protective stop is placed now that the fill is
+known (a venue without brackets), instead of a tick later.
 What cannot be settled halts the bot (RECONCILE_MISMATCH); a failed reconcile of a running LIVE bot
 halts it too (RECONCILE_FAILED; the caller says whether it is running). Each halt is audited with an
 alert-level row (action `alert.raised`, severity CRITICAL). The report is kept either way.
@@ -27,6 +37,7 @@ alert-level row (action `alert.raised`, severity CRITICAL). The report is kept e
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -38,8 +49,9 @@ from django.utils import timezone
 
 from apps.core.audit import audit_record
 from apps.core.context import get_trace_id
+from apps.core.exceptions import ApplicationError
 from apps.integrations.errors import IntegrationError
-from apps.integrations.orders import CANCELLED, FILLED, REJECTED, OrderOutcomeUnknown, OrderVenue
+from apps.integrations.orders import CANCELLED, FILLED, REJECTED, WORKING, OrderOutcomeUnknown, OrderVenue
 from apps.market import instruments
 from apps.trading.fills import PositionState, apply_fill
 from apps.trading.models import Fill, Order, Position, ReconcileReport, TradingState
@@ -56,6 +68,7 @@ class _Diff:
     pending: list[dict[str, Any]] = field(default_factory=list)
     # Signed quantities of the orders still in flight (BUY > 0), by order: they may land any moment.
     in_flight: dict[str, int] = field(default_factory=dict)
+    fills_applied: int = 0  # contracts of broker fills applied by this reconcile
 
 
 def _replayed_position(bot_id: int, instrument: str, point_value: Decimal) -> PositionState:
@@ -141,6 +154,7 @@ def _apply_broker_order(order: Order, found: Any, point_value: Decimal, diff: _D
                 changes["closed_at"] = timezone.now()
         if changes:
             Order.objects.filter(pk=order.pk).update(**changes)
+    diff.fills_applied += applied
     if changes or applied:
         diff.fixed.append(
             {
@@ -222,6 +236,66 @@ def _not_at_broker(order: Order, provider: str, diff: _Diff) -> None:
     diff.in_flight[order.client_order_id] = open_quantity if order.side == Order.Side.BUY else -open_quantity
 
 
+def _reconcile_bracket_stop(stop: Order, venue: OrderVenue, account: str, point_value: Decimal, diff: _Diff) -> None:
+    """A bracket's stop, after its entry has been reconciled (see the module docstring)."""
+    entry = stop.bracket_entry
+    assert entry is not None
+    entry.refresh_from_db()
+    try:
+        if stop.venue_order_id:
+            found = venue.find_order(
+                account=account,
+                client_order_id=stop.client_order_id,
+                broker_order_id=stop.venue_order_id,  # type: ignore[call-arg]
+            )
+        else:
+            found = venue.find_order(account=account, client_order_id=stop.client_order_id)
+    except OrderOutcomeUnknown as exc:
+        diff.unsettled.append({"order": stop.client_order_id, "problem": exc.message, **exc.extra})
+        return
+    entry_open = entry.status in Order.OPEN_STATUSES
+    if found is not None:
+        if entry_open and found.status == WORKING and not found.fills:
+            # Listed before its entry filled (a venue may show a held bracket order): still the entry's.
+            changes: dict[str, Any] = {}
+            if stop.status != Order.Status.HELD:
+                changes["status"] = Order.Status.HELD
+            if found.broker_order_id and stop.venue_order_id != found.broker_order_id:
+                changes["venue_order_id"] = found.broker_order_id
+            if changes and Order.objects.filter(pk=stop.pk, status=stop.status).update(**changes):
+                diff.fixed.append({"order": stop.client_order_id, "was": stop.status, "now": "HELD", **changes})
+            else:
+                diff.matched.append(f"order {stop.client_order_id} HELD (with entry {entry.client_order_id})")
+            return
+        _apply_broker_order(stop, found, point_value, diff)
+        return
+    if entry_open:
+        diff.matched.append(
+            f"order {stop.client_order_id} {stop.status} (held with entry {entry.client_order_id} until it fills)"
+        )
+        return
+    if entry.filled_quantity == 0:
+        # The entry ended without a fill (cancelled, refused, never at the broker): the venue never
+        # releases its bracket, so the stop ends with it.
+        status = Order.Status.REJECTED if entry.status == Order.Status.REJECTED else Order.Status.CANCELLED
+        moved = Order.objects.filter(pk=stop.pk, status=stop.status).update(
+            status=status,
+            reason_code="BRACKET_ENTRY_ENDED",
+            detail=f"its entry {entry.client_order_id} ended {entry.status} without a fill: the stop never worked",
+            closed_at=timezone.now(),
+        )
+        if moved:
+            diff.fixed.append({"order": stop.client_order_id, "was": stop.status, "now": status})
+        return
+    diff.unsettled.append(
+        {
+            "order": stop.client_order_id,
+            "problem": f"its entry {entry.client_order_id} filled {entry.filled_quantity}, but {venue.provider} "
+            "has no such stop: the position may be without its protective stop",
+        }
+    )
+
+
 def _explained_by_in_flight(difference: int, in_flight: dict[str, int]) -> bool:
     """Whether `difference` (broker − internal) could be orders still in flight landing meanwhile."""
     buys = sum(q for q in in_flight.values() if q > 0)
@@ -238,7 +312,10 @@ def _reconcile_live(bot_id: int, instrument: str, venue: OrderVenue, account: st
         .exclude(venue_order_id="")
         .values_list("venue_order_id", flat=True)
     )
-    for order in Order.objects.filter(bot_id=bot_id, mode="LIVE", status__in=Order.OPEN_STATUSES):
+    open_orders = Order.objects.filter(bot_id=bot_id, mode="LIVE", status__in=Order.OPEN_STATUSES).order_by(
+        "created_at", "id"
+    )
+    for order in open_orders.filter(bracket_entry__isnull=True):
         try:
             found = venue.find_order(account=account, client_order_id=order.client_order_id)
         except OrderOutcomeUnknown as exc:
@@ -255,6 +332,8 @@ def _reconcile_live(bot_id: int, instrument: str, venue: OrderVenue, account: st
                     "problem": f"{venue.provider} no longer knows broker order {order.venue_order_id}",
                 }
             )
+    for stop in open_orders.filter(bracket_entry__isnull=False).select_related("bracket_entry"):
+        _reconcile_bracket_stop(stop, venue, account, spec.point_value, diff)
     symbol = Order.objects.filter(bot_id=bot_id, mode="LIVE").exclude(contract="").values_list("contract", flat=True)
     contracts = set(symbol)
     for broker_order in venue.list_orders(account=account):
@@ -341,10 +420,13 @@ def reconcile_bot(
     actor: Any = None,
     actor_label: str = "",
     halt_on_failure: bool = False,
+    protect: Callable[[], dict[str, Any]] | None = None,
 ) -> ReconcileReport:
     """Reconcile one bot and keep the report. `venue` is the broker client for LIVE (None: SIM).
     `halt_on_failure`: the bot is running LIVE, so a reconcile that cannot read the venue halts it
-    (RELIABILITY J10: what cannot be read is never taken as matching)."""
+    (RELIABILITY J10: what cannot be read is never taken as matching). `protect`: keeps the bot's
+    position protected (apps.trading.services.protection_sync with the bot's plan); run when broker
+    fills were applied and nothing failed or mismatched, its answer kept in the report."""
     diff = _Diff()
     status = ReconcileReport.Status.MATCHED
     failure = ""
@@ -362,6 +444,14 @@ def reconcile_bot(
             status = ReconcileReport.Status.PENDING
         elif diff.fixed:
             status = ReconcileReport.Status.FIXED
+    protection: dict[str, Any] | None = None
+    settled = status in (ReconcileReport.Status.FIXED, ReconcileReport.Status.PENDING)
+    if protect is not None and diff.fills_applied and settled:
+        try:
+            protection = protect()
+        except ApplicationError as exc:
+            protection = {"error": f"{exc.error_code}: {exc.message}"}
+            logger.warning("bot %s: protection after reconcile failed: %s", bot_id, protection["error"])
     report = ReconcileReport.objects.create(
         bot_id=bot_id,
         venue=venue_name,
@@ -374,6 +464,7 @@ def reconcile_bot(
             "pending": diff.pending,
             "unsettled": diff.unsettled,
             "failure": failure,
+            **({"protection": protection} if protection is not None else {}),
         },
         actor_label=actor_label or getattr(actor, "username", "") or "system:reconcile",
         trace_id=get_trace_id() or "",

@@ -15,6 +15,15 @@ Then the venue:
   came first is seen and nothing is sent (K1, K2). Accepted → WORKING with the broker's id;
   refused → REJECTED; anything ambiguous → UNKNOWN, never resent, until reconcile settles it.
   A worker killed during the send leaves the row PENDING_SUBMIT, which reconcile treats as unknown.
+- LIVE bracket: an entry that carries a protective stop and opens a position from flat, on a venue
+  with brackets (Tradovate's OSO), goes out WITH its stop in one command, so the position is never
+  without it. Risk checks both (the stop as origin PROTECTIVE, against the position the entry
+  opens) before anything is written as sendable; both rows are written before the send (the stop's
+  client order id and working-from are those apps/trading/stops.py gives the entry's first stop);
+  accepted → the entry WORKING and the stop HELD (the venue holds it until the entry fills), each
+  with its broker id; refused → both REJECTED; ambiguous → both UNKNOWN, never resent. A venue
+  without brackets gets the entry alone; its stop is placed as soon as the fill is known (the
+  reconcile that applies it runs protection_sync: apps/trading/reconcile.py).
 
 Rows name bots by plain id (bots live in a higher app); what the trading app needs to know about a
 bot arrives in the plan, and the kill latch through a callable that reads it from PostgreSQL. The
@@ -40,7 +49,7 @@ from django.utils import timezone
 from apps.core.audit import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.integrations.errors import IntegrationError
-from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue
+from apps.integrations.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderVenue, PlacedBracket
 from apps.market import instruments
 from apps.market.bars import MarketBar
 from apps.trading import kill_switch, risk, selectors, stops
@@ -99,6 +108,7 @@ class Submission:
     verdict: risk.RiskVerdict | None = None
     halted: bool = False
     replaced: list[str] = field(default_factory=list)  # the stops it replaced, now cancelled
+    bracket_stop: Order | None = None  # the protective stop sent with it as one bracket (LIVE OSO)
     not_replaced: list[str] = field(default_factory=list)  # stops it replaces that could not be cancelled
 
     @property
@@ -315,6 +325,67 @@ def trading_state_change(*, bot_id: int, state: str, reason: str, actor: Any) ->
     return {"state": state, "changed": changed}
 
 
+def _bracketed(plan: OrderPlan, venue: OrderVenue | None, position: int) -> bool:
+    """Whether the order goes out with its protective stop as one bracket: a LIVE strategy entry
+    carrying a stop, opening a position from flat, on a venue with brackets. From flat only: the
+    bracket's stop has the entry's quantity, which is the position only when the entry opens it (a
+    reversal's stop is placed for the position it leaves, once its fill is known)."""
+    return (
+        plan.mode == LIVE
+        and plan.protective_stop is not None
+        and plan.origin == risk.IntentOrigin.STRATEGY
+        and plan.order_type != Order.Type.STOP
+        and position == 0
+        and bool(getattr(venue, "brackets", False))
+    )
+
+
+def _bracket_stop_intent(plan: OrderPlan, context: risk.RiskContext) -> tuple[risk.OrderIntent, risk.RiskContext]:
+    """The bracket's stop as risk sees it: a PROTECTIVE STOP against the position the entry opens
+    (the stop works only once the entry has filled), with the entry counted among the orders just
+    sent (the burst limit, the duplicate window)."""
+    signed = plan.quantity if plan.side == Order.Side.BUY else -plan.quantity
+    after = context.position + signed
+    side = stops.protective_side(after)
+    entry = risk.RecentIntent(
+        instrument=plan.instrument,
+        side=risk.Side(plan.side),
+        quantity=plan.quantity,
+        order_type=risk.OrderType(plan.order_type),
+        limit_price=plan.limit_price,
+        stop_price=plan.stop_price,
+        at=plan.now,
+    )
+    filled = replace(
+        context,
+        position=after,
+        recent_order_times=[*context.recent_order_times, plan.now],
+        recent_intents=[*context.recent_intents, entry],
+    )
+    intent = risk.OrderIntent.create(
+        bot_id=plan.bot_id,
+        account=plan.account,
+        instrument=plan.instrument,
+        side=risk.Side(side),
+        quantity=plan.quantity,
+        order_type=risk.OrderType.STOP,
+        position=after,
+        stop_price=plan.protective_stop,
+        origin=risk.IntentOrigin.PROTECTIVE,
+    )
+    return intent, filled
+
+
+STOP_CHECK_PREFIX = "protective_stop."
+
+
+def _with_stop(entry: risk.RiskVerdict, stop: risk.RiskVerdict) -> risk.RiskVerdict:
+    """One verdict for a bracket: the entry's checks, then its stop's (named `protective_stop.<check>`);
+    allowed only if both are: an entry whose stop would be refused is not sent naked."""
+    renamed = tuple(replace(c, name=STOP_CHECK_PREFIX + c.name) for c in stop.checks)
+    return risk.RiskVerdict(entry.allowed and stop.allowed, entry.checks + renamed)
+
+
 def order_submit(
     plan: OrderPlan,
     *,
@@ -323,16 +394,19 @@ def order_submit(
 ) -> Submission:
     """Risk, then the order row, then the venue. `killed()` reads the bot's kill latch from
     PostgreSQL and locks the bot row FOR SHARE until the transaction ends. `venue` is the broker
-    client for LIVE (None for SIM)."""
+    client for LIVE (None for SIM). A LIVE entry from flat with a protective stop, on a venue with
+    brackets, goes out with its stop (see the module docstring): both rows, one command."""
     coid = client_order_id_for(bot_id=plan.bot_id, bar_ts=plan.bar_ts, leg=plan.leg)
     existing = Order.objects.filter(client_order_id=coid).first()
     if existing is not None:
         # The same intent again (a redelivered tick): finish what it started, send nothing.
-        return _replace_stops(Submission(order=existing, created=False), plan, venue=venue)
+        held = existing.bracket_stops.first()
+        return _replace_stops(Submission(order=existing, created=False, bracket_stop=held), plan, venue=venue)
     if plan.mode == LIVE and venue is None:
         raise ValueError("a LIVE order needs its broker client")
     pol = policy()
     halted = False
+    stop: Order | None = None
     # durable: the order row must be COMMITTED before anything is sent, so this may not run inside
     # a caller's transaction (a rollback after a send would leave an order at the venue, no row).
     with transaction.atomic(durable=True):
@@ -353,7 +427,16 @@ def order_submit(
             origin=risk.IntentOrigin(plan.origin),
         )
         verdict = risk.check(intent, context, pol)
+        bracket = _bracketed(plan, venue, context.position)
+        if bracket:
+            stop_intent, filled = _bracket_stop_intent(plan, context)
+            verdict = _with_stop(verdict, risk.check(stop_intent, filled, pol))
         failed = next((c for c in verdict.checks if not c.passed and c.reason_code), None)
+        detail = ""
+        if failed is not None:
+            detail = failed.detail
+            if failed.name.startswith(STOP_CHECK_PREFIX):
+                detail = f"its protective stop would be refused ({failed.name[len(STOP_CHECK_PREFIX) :]}): {detail}"
         order = Order.objects.create(
             client_order_id=coid,
             bot_id=plan.bot_id,
@@ -374,11 +457,13 @@ def order_submit(
             reference_price=plan.reference_price,
             bar_ts=plan.bar_ts,
             reason_code=failed.reason_code if failed else "",
-            detail=failed.detail if failed else "",
+            detail=detail,
             trace_id=plan.trace_id,
             placed_at=plan.now,
             closed_at=None if verdict.allowed else plan.now,
         )
+        if bracket and verdict.allowed:
+            stop = _bracket_stop_row(plan, order)
         if not verdict.allowed:
             audit_record(
                 action="order.rejected_risk",
@@ -395,9 +480,41 @@ def order_submit(
             status=Order.Status.WORKING, submitted_at=plan.now
         )
     else:
-        _send(order, killed=killed, venue=venue)  # type: ignore[arg-type]
+        _send(order, killed=killed, venue=venue, stop=stop)  # type: ignore[arg-type]
     order.refresh_from_db()
-    return _replace_stops(Submission(order=order, created=True, verdict=verdict), plan, venue=venue)
+    if stop is not None:
+        stop.refresh_from_db()
+    return _replace_stops(Submission(order=order, created=True, verdict=verdict, bracket_stop=stop), plan, venue=venue)
+
+
+def _bracket_stop_row(plan: OrderPlan, entry: Order) -> Order:
+    """The bracket's stop row, written with its entry before the send: the entry's first stop
+    (sequence 0), with the client order id and working-from apps/trading/stops.py gives it, so that
+    protection_sync finds it as the position's stop instead of placing another."""
+    working_from = stops.stop_working_from(entry_bar_ts=entry.bar_ts, tick_bar_ts=plan.bar_ts, sequence=0)
+    leg = stops.stop_leg(entry_id=entry.pk, quantity=entry.quantity, sequence=0)
+    signed = entry.quantity if entry.side == Order.Side.BUY else -entry.quantity
+    return Order.objects.create(
+        client_order_id=client_order_id_for(bot_id=plan.bot_id, bar_ts=working_from, leg=leg),
+        bot_id=plan.bot_id,
+        generation=plan.generation,
+        mode=plan.mode,
+        venue=plan.venue,
+        account=plan.account,
+        instrument=plan.instrument,
+        contract=plan.contract,
+        side=stops.protective_side(signed),
+        quantity=entry.quantity,
+        order_type=Order.Type.STOP,
+        stop_price=entry.protective_stop,
+        reduce_only=True,
+        bracket_entry=entry,
+        status=Order.Status.PENDING_SUBMIT,
+        reference_price=plan.reference_price,
+        bar_ts=working_from,
+        trace_id=plan.trace_id,
+        placed_at=plan.now,
+    )
 
 
 # The venue has the order: it is working, or it has filled.
@@ -419,11 +536,30 @@ def _replace_stops(submission: Submission, plan: OrderPlan, *, venue: OrderVenue
     return submission
 
 
-def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> None:
+def _request(order: Order) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=order.client_order_id,
+        account=order.account,
+        symbol=order.contract,
+        side=order.side,
+        quantity=order.quantity,
+        order_type=order.order_type,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+    )
+
+
+def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue, stop: Order | None = None) -> None:
+    """Send the order (with `stop`, as one bracket) and record the venue's answer on its row(s).
+    Only rows still PENDING_SUBMIT move: a reconcile that settled them meanwhile wins."""
+    rows = [order] if stop is None else [order, stop]
+
     def close(status: str, reason_code: str, detail: str, **fields: Any) -> None:
-        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING_SUBMIT).update(
-            status=status, reason_code=reason_code, detail=detail[:2000], **fields
-        )
+        for row in rows:
+            said = detail if row is order or not detail else f"its bracket with {order.client_order_id}: {detail}"
+            Order.objects.filter(pk=row.pk, status=Order.Status.PENDING_SUBMIT).update(
+                status=status, reason_code=reason_code, detail=said[:2000], **fields
+            )
 
     with transaction.atomic(durable=True):
         if killed():  # the latch moved between risk and send: nothing leaves
@@ -433,19 +569,12 @@ def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> Non
         if kill_all.engaged:
             close(Order.Status.CANCELLED, "RISK_KILLED", f"not sent: {kill_all.describe()}")
             return
-        request = OrderRequest(
-            client_order_id=order.client_order_id,
-            account=order.account,
-            symbol=order.contract,
-            side=order.side,
-            quantity=order.quantity,
-            order_type=order.order_type,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-        )
         now = timezone.now()
         try:
-            placed = venue.place_order(request)
+            if stop is None:
+                placed: Any = venue.place_order(_request(order))
+            else:
+                placed = venue.place_bracket(_request(order), _request(stop))
         except OrderRejected as exc:
             close(Order.Status.REJECTED, exc.error_code, exc.message, closed_at=now)
         except OrderOutcomeUnknown as exc:
@@ -453,7 +582,15 @@ def _send(order: Order, *, killed: Callable[[], bool], venue: OrderVenue) -> Non
         except IntegrationError as exc:  # refused before anything left: not sent
             close(Order.Status.REJECTED, exc.error_code, f"not sent: {exc.message}", closed_at=now)
         else:
-            close(Order.Status.WORKING, "", "", venue_order_id=placed.broker_order_id, submitted_at=now)
+            if isinstance(placed, PlacedBracket):  # the stop is held by the venue until the entry fills
+                answers = [(order, Order.Status.WORKING, placed.entry_broker_order_id)]
+                answers.append((stop, Order.Status.HELD, placed.stop_broker_order_id))  # type: ignore[arg-type]
+            else:
+                answers = [(order, Order.Status.WORKING, placed.broker_order_id)]
+            for row, status, broker_id in answers:
+                Order.objects.filter(pk=row.pk, status=Order.Status.PENDING_SUBMIT).update(
+                    status=status, reason_code="", detail="", venue_order_id=broker_id, submitted_at=now
+                )
 
 
 @dataclass
@@ -619,14 +756,30 @@ def orders_cancel_for_kill(*, bot_id: int, reason: str, venue: OrderVenue | None
 # order that replaces it. A STOP order goes through risk like any order, as origin PROTECTIVE: it
 # reduces, so REDUCING allows it; its price is not collared, and max_orders_per_day does not refuse
 # it (refusing a protective stop would leave the position naked).
+# LIVE, the stop comes with its entry where the venue has brackets (HELD until reconcile sees the
+# entry's fill and the stop working); elsewhere it is placed by the first protection_sync after the
+# fill is known, which is the reconcile that applies it (the `protect` hook of reconcile_bot).
 
 
 def working_stops(*, bot_id: int, instrument: str) -> list[Order]:
+    """The bot's open STOP orders in the instrument, oldest first (HELD bracket stops included)."""
     return list(
         Order.objects.filter(
             bot_id=bot_id, instrument=instrument, order_type=Order.Type.STOP, status__in=Order.OPEN_STATUSES
-        ).order_by("created_at", "id")
+        )
+        .select_related("bracket_entry")
+        .order_by("created_at", "id")
     )
+
+
+def attached_to_entry(stop: Order) -> bool:
+    """A bracket's stop that belongs to its entry rather than to the position (yet): HELD (the venue
+    holds it until the entry fills), or sent with an entry that is still open (its outcome not yet
+    settled). protection_sync leaves it alone and places no other stop while it is there."""
+    if stop.status == Order.Status.HELD:
+        return True
+    entry = stop.bracket_entry
+    return entry is not None and entry.status in Order.OPEN_STATUSES
 
 
 def order_cancel(order: Order, *, venue: OrderVenue | None, reason: str) -> bool:
@@ -686,15 +839,24 @@ def protection_sync(plan: OrderPlan, *, killed: Callable[[], bool], venue: Order
     stop when flat; otherwise exactly one working STOP for the whole position, at the stop of the
     entry that opened it, placed again under a fresh id when it is missing. `plan` carries the bot,
     venue, instrument, clock and reference price; side, quantity, leg and time are set here.
-    Answers what it found and did, for the trace: `stop` (the protecting stop's id), `placed`,
-    `cancelled`, `waiting_for`, and `unprotected` with the reason when the position has no stop."""
+    A bracket's stop still attached to its entry (attached_to_entry) is left alone and counts as in
+    flight, so no second stop is placed beside it. Answers what it found and did, for the trace:
+    `stop` (the protecting stop's id), `placed`, `cancelled`, `waiting_for`, `held` (bracket stops
+    still attached), and `unprotected` with the reason when the position has no stop."""
     held = position_state(bot_id=plan.bot_id, instrument=plan.instrument).quantity
     found = working_stops(bot_id=plan.bot_id, instrument=plan.instrument)
-    in_flight = list(
-        Order.objects.filter(bot_id=plan.bot_id, instrument=plan.instrument, status__in=Order.OPEN_STATUSES)
-        .exclude(order_type=Order.Type.STOP)
-        .order_by("created_at", "id")
-        .values_list("client_order_id", flat=True)
+    # A bracket's stop still attached to its entry is not the plan's to keep or cancel: it counts as
+    # an order about to change the protection (no other stop is placed while it is there).
+    attached = [o.client_order_id for o in found if attached_to_entry(o)]
+    found = [o for o in found if o.client_order_id not in attached]
+    in_flight = (
+        list(
+            Order.objects.filter(bot_id=plan.bot_id, instrument=plan.instrument, status__in=Order.OPEN_STATUSES)
+            .exclude(order_type=Order.Type.STOP)
+            .order_by("created_at", "id")
+            .values_list("client_order_id", flat=True)
+        )
+        + attached
     )
     entry = _protecting_entry(bot_id=plan.bot_id, instrument=plan.instrument, position=held) if held else None
     decided = stops.protection_plan(
@@ -707,6 +869,10 @@ def protection_sync(plan: OrderPlan, *, killed: Callable[[], bool], venue: Order
     )
     by_ref = {o.client_order_id: o for o in found}
     result: dict[str, Any] = {"position": held, "stop": decided.keep, "cancelled": []}
+    if attached:
+        result["held"] = attached  # sent with their entries as brackets: they protect what those open
+        if held and decided.keep is None:
+            result["stop"] = attached[0]
     stuck = []
     for ref in decided.cancel:
         if order_cancel(by_ref[ref], venue=venue, reason="the position changed: this stop no longer fits it"):

@@ -19,7 +19,8 @@ The rules:
 When a stop works from (SIM fills it on bars from then on; `stop_working_from`):
 - the first stop of an entry works from the entry's own decision time, like a bracket: on the bar
   the entry filled it is tried against that bar's range (SPEC §9), so an on-time tick, a late tick
-  and a backtest make the same trades;
+  and a backtest make the same trades (LIVE on a venue with brackets, it is the bracket: sent with
+  the entry under this same id, apps/trading/services.py);
 - a stop placed again later for the same entry (the first was refused, or cancelled and the
   position is still open) works from the tick that placed it: the bars in between it was not working
   on, and filling it there would invent a protection the position did not have.

@@ -14,17 +14,21 @@ from typing import Any
 import pytest
 
 from apps.bots.models import Bot
+from apps.integrations.ironbeam import client as ironbeam
+from apps.integrations.ironbeam.client import IronbeamClient
 from apps.integrations.orders import OrderRequest
 from apps.integrations.services import integration_verify
 from apps.integrations.tradovate import client as tradovate
 from apps.integrations.tradovate.client import TradovateClient
+from apps.market.instruments import trade_date_start
 from apps.runners.models import Runner
 from apps.runners.services.runners import bot_reconcile
 from apps.telemetry.models import AuditEvent
 from apps.telemetry.services import heartbeat_record
-from apps.trading import services
+from apps.trading import services, stops
 from apps.trading.models import AccountRisk, Fill, Order, Position, ReconcileReport, TradingState
 from apps.trading.reconcile import reconcile_bot
+from apps.trading.symbols import venue_symbol
 from tests.bots.factories import BotFactory
 from tests.trading.plans import order_plan
 
@@ -316,3 +320,65 @@ def test_a_position_the_ledger_does_not_have_halts_the_bot_and_refuses_the_start
     start = token_client("admin").post("/api/runners/start", {"bot_id": bot.pk}, format="json")
     assert start.status_code == 409 and start.json()["error_code"] == "RECONCILE_MISMATCH", start.json()
     assert not Runner.objects.filter(bot=bot, status="RUNNING").exists()
+
+
+def test_an_ironbeam_entry_goes_alone_and_the_reconcile_that_sees_its_fill_places_its_stop_at_once(
+    provider_stub: Any,
+) -> None:
+    """Ironbeam has no bracket TradeOps can use: the entry is sent alone, and its stop is placed by
+    the reconcile that applies the fill, not by a tick later."""
+    ironbeam.clear_token_cache()
+    stub = provider_stub("ironbeam")
+    account = "51395670"  # the stub's flat account
+    bot = BotFactory(stage=Bot.Stage.LIVE, venue=Bot.Venue.IRONBEAM, broker_account=account, timeframe="1m")
+    AccountRisk.objects.create(venue="ironbeam", account=account, max_contracts=10)
+    Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.LIVE, generation=3)
+    now = datetime.now(UTC)
+    decided = now.replace(second=0, microsecond=0)
+    contract = venue_symbol("MES", "ironbeam", now)
+    venue = IronbeamClient.for_bot(bot.pk)
+    entry = services.order_submit(
+        order_plan(
+            bot_id=bot.pk, generation=3, mode="LIVE", venue="ironbeam", account=account, contract=contract,
+            risk_limits=bot.risk_limits, bar_ts=decided, reference_price_at=decided, now=now,
+            trading_day_start=trade_date_start(now), protective_stop=D("4990.25"),
+        ),
+        killed=lambda: False,
+        venue=venue,
+    )  # fmt: skip
+    assert entry.order.status == "WORKING" and entry.bracket_stop is None
+    (sent,) = stub.placed
+    assert "stopLoss" not in sent and "stopLossOffset" not in sent  # alone
+    assert not Order.objects.filter(order_type="STOP").exists()
+
+    report = bot_reconcile(bot=bot, trigger="schedule", actor_label="system:reconcile")
+
+    assert report.status == "FIXED", report.report
+    assert Position.objects.get(bot_id=bot.pk).quantity == 1
+    protection = report.report["protection"]
+    stop = Order.objects.get(bot_id=bot.pk, order_type="STOP")
+    assert protection["placed"] is True and protection["stop"] == stop.client_order_id
+    # The entry's first stop: the id and working-from stops.py gives it, working at the broker.
+    assert stop.client_order_id == services.client_order_id_for(
+        bot_id=bot.pk, bar_ts=decided, leg=stops.stop_leg(entry_id=entry.order.pk, quantity=1, sequence=0)
+    )
+    assert (stop.status, stop.side, stop.quantity, stop.stop_price, stop.generation) == (
+        "WORKING",
+        "SELL",
+        1,
+        D("4990.25"),
+        3,
+    )
+    working = stub.working()
+    assert [(o["side"], o["orderType"], o["stopPrice"]) for o in working] == [("SELL", "3", 4990.25)]
+    # Found again by the next reconcile and the next tick's protection: nothing placed twice.
+    again = bot_reconcile(bot=bot, trigger="schedule", actor_label="system:reconcile")
+    assert again.status == "MATCHED" and "protection" not in again.report
+    tick_plan = order_plan(
+        bot_id=bot.pk, mode="LIVE", venue="ironbeam", account=account, contract=contract, now=now,
+        reference_price_at=decided, trading_day_start=trade_date_start(now), bar_ts=decided + timedelta(minutes=1),
+    )  # fmt: skip
+    synced = services.protection_sync(tick_plan, killed=lambda: False, venue=venue)
+    assert synced["stop"] == stop.client_order_id and not synced.get("placed")
+    assert len(stub.placed) == 2
+    ironbeam.clear_token_cache()

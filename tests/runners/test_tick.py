@@ -202,14 +202,17 @@ def test_a_live_tick_sends_one_order_to_the_broker_through_risk(
     trace = tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2)
     assert trace is not None and trace.outcome == "TRADE", (trace.stopped_at, trace.reason_code, trace.message)
     assert trace.mode == "LIVE" and trace.order["status"] == "WORKING"
-    (placed,) = broker.placed
+    # Tradovate takes the entry with its protective stop as one OSO; Ironbeam the entry alone.
+    sent = broker.placed_oso if venue == "tradovate" else broker.placed
+    (placed,) = sent
     assert placed[symbol_field] == symbol and placed.get("quantity", placed.get("orderQty")) == 1
     if venue == "tradovate":  # Tradovate keeps our id (clOrdId); Ironbeam has no field for it
-        assert placed["clOrdId"] == trace.order["client_order_id"]
+        assert placed["clOrdId"] == trace.order["client_order_id"] and placed["bracket1"]["orderType"] == "Stop"
+        assert broker.placed == []
     assert {c["name"] for c in trace.risk} >= {"kill_latch", "price_collar", "account_limit"}
     # Delivered again (a redelivered job): the same trace, no second order.
     assert tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2).pk == trace.pk
-    assert len(broker.placed) == 1
+    assert len(sent) == 1
     broker_module.clear_token_cache()
 
 

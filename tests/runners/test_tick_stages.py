@@ -58,14 +58,16 @@ def test_a_live_order_the_broker_never_answered_is_traced_unknown_with_why_and_n
     broker.mode = "timeout_after_accept"
     trace = tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2)
     assert trace is not None and trace.outcome == "TRADE", (trace.stopped_at, trace.reason_code, trace.message)
-    order = Order.objects.get(bot_id=bot.pk)
+    order = Order.objects.get(bot_id=bot.pk, client_order_id=trace.order["client_order_id"])
     assert order.status == Order.Status.UNKNOWN and trace.order["status"] == "UNKNOWN"
     assert trace.message == order.detail and order.detail  # the trace says what happened at the venue
     assert [s["stage"] for s in trace.stages][-1] == "execution" and trace.stages[-1]["status"] == "UNKNOWN"
-    assert len(broker.placed) == 1
+    # The entry went with its protective stop as one OSO: both are unknown until reconcile settles them.
+    assert Order.objects.get(bot_id=bot.pk, bracket_entry=order).status == Order.Status.UNKNOWN
+    assert len(broker.placed_oso) == 1 and broker.placed == []
     broker.mode = "ok"
     assert tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2).pk == trace.pk
-    assert len(broker.placed) == 1  # never sent again
+    assert len(broker.placed_oso) == 1 and broker.placed == []  # never sent again
     tradovate.clear_token_cache()
 
 

@@ -1,7 +1,8 @@
 """Protective stops through the tick, against the Databento stub's bars and the brokers' stubs:
 a reversal that risk refuses leaves the position's stop working, tick after tick (SIM and LIVE);
 the stop is never refused by the day's order count; a stop crossed while the runner was away
-fills on the bar that crossed it, however far back that bar is."""
+fills on the bar that crossed it, however far back that bar is; a LIVE Tradovate entry sends its stop
+with it as one OSO, and no tick places a second one."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from apps.market import instruments
 from apps.market import services as market
 from apps.runners.models import Runner
 from apps.runners.services import tick
+from apps.runners.services.runners import bot_reconcile
 from apps.trading import services as execution
 from apps.trading import strategies
 from apps.trading.models import AccountRisk, Fill, Order, Position, TradingState
@@ -260,3 +262,63 @@ def _signal_now(bot: Bot, bar_ts: datetime) -> str:
         bot.instrument, bot.timeframe, end=bar_ts, count=needed, provider=bot.data_provider, now=timezone.now()
     )
     return strategies.decide(bot.strategy_key, bars, bot.parameters, 0, tick_size=Decimal("0.25")).side or ""
+
+
+def test_a_live_tradovate_entry_sends_its_stop_as_one_oso_and_no_tick_places_a_second_stop(
+    provider_stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop goes with the entry (placeoso, bracket1 Stop at the decision's stop price); the ticks
+    before reconcile sees the fill find it held, and the ticks after find it working: never another."""
+    tradovate = importlib.import_module("apps.integrations.tradovate.client")
+    tradovate.clear_token_cache()
+    provider_stub("databento")
+    broker = provider_stub("tradovate")
+    bar = datetime(2025, 12, 9, 16, 0, tzinfo=UTC)  # a Tuesday before the December roll: the Z5 contract
+    account = "DEMO123457"  # the stub's flat account
+    bot = BotFactory(stage=Bot.Stage.LIVE, venue="tradovate", broker_account=account, timeframe="1m")
+    AccountRisk.objects.create(venue="tradovate", account=account, max_contracts=4)
+    runner = Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.LIVE, generation=2)
+    ticks = [bar + i * MINUTE for i in range(3)]
+    wanted = {_signal(bot, t) for t in ticks}
+    assert len(wanted) == 1, "the fixture's bars must want one side for three bars"
+    needed = strategies.required_bars(bot.strategy_key, bot.parameters)
+    window = market.bars(bot.instrument, bot.timeframe, end=bar, count=needed, provider=bot.data_provider)
+    made = strategies.decide(bot.strategy_key, window, bot.parameters, 0, tick_size=Decimal("0.25"))
+    assert made.stop_price is not None
+    clock = {"now": bar + timedelta(seconds=4)}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])  # the ticks run live, at their bars
+
+    trace = tick.tick_run(runner_id=runner.pk, bar_ts=bar, generation=2)
+    assert trace is not None and trace.outcome == "TRADE", (trace.stopped_at, trace.reason_code, trace.message)
+    (oso,) = broker.calls("/order/placeoso")
+    body = oso.json()
+    assert body["action"] == ("Buy" if made.side == "BUY" else "Sell") and body["orderType"] == "Market"
+    assert (body["bracket1"]["orderType"], body["bracket1"]["stopPrice"]) == ("Stop", float(made.stop_price))
+    assert body["bracket1"]["action"] != body["action"] and broker.placed == []
+    entry = Order.objects.get(client_order_id=trace.order["client_order_id"])
+    stop = Order.objects.get(bot_id=bot.pk, order_type="STOP")
+    assert (entry.status, stop.status, stop.bracket_entry_id) == ("WORKING", "HELD", entry.pk)
+    risk = next(s for s in trace.stages if s["stage"] == "risk")
+    assert risk["bracket_stop"] == stop.client_order_id
+
+    # The next tick: the ledger is still flat (reconcile has not run); the held stop is the entry's.
+    clock["now"] = ticks[1] + timedelta(seconds=4)
+    trace = tick.tick_run(runner_id=runner.pk, bar_ts=ticks[1], generation=2)
+    assert trace is not None
+    data = next(s for s in trace.stages if s["stage"] == "market_data")
+    assert data["protection"]["held"] == [stop.client_order_id] and not data.get("stops_placed")
+
+    # Reconcile sees the fill: the stop works at the broker; the protection it runs keeps it.
+    report = bot_reconcile(bot=bot, trigger="schedule", actor_label="system:reconcile")
+    assert report.status == "FIXED", report.report
+    assert report.report["protection"]["stop"] == stop.client_order_id and not report.report["protection"].get("placed")
+    stop.refresh_from_db()
+    assert stop.status == "WORKING" and Position.objects.get(bot_id=bot.pk).quantity in (1, -1)
+    clock["now"] = ticks[2] + timedelta(seconds=4)
+    trace = tick.tick_run(runner_id=runner.pk, bar_ts=ticks[2], generation=2)
+    assert trace is not None
+    data = next(s for s in trace.stages if s["stage"] == "market_data")
+    assert data["protection"]["stop"] == stop.client_order_id and not data.get("stops_placed")
+    assert broker.placed == [] and len(broker.calls("/order/placeoso")) == 1
+    assert Order.objects.filter(bot_id=bot.pk, order_type="STOP").count() == 1
+    tradovate.clear_token_cache()

@@ -13,6 +13,16 @@ Command carrying `clOrdId`, its OrderVersion carrying `orderQty`); a Market orde
 (cancels the contract's working orders and closes the position with a filled Market order; on a
 flat account it answers `{"failureReason": "Success"}` [U: the real answer is undocumented]).
 
+Brackets: `POST /order/placeoso` takes the PlaceOrder body plus `bracket1` (PlaceOSO: action,
+orderType, price/stopPrice, timeInForce, clOrdId) and answers PlaceOSOResult `{orderId, oso1Id}`
+(refused: `{failureReason, failureText}`, nothing booked). The bracket order is held: it is in no list
+until its entry fills, then it is booked as a Working order (its New command carries bracket1's
+clOrdId unless `bracket_commands_carry_clordid` is False [U: the real command's clOrdId is
+undocumented]). An entry cancelled (or liquidated) before it fills takes its held bracket with it
+(listed Canceled); a held bracket can be cancelled by its oso1Id. `fill_market = False` leaves
+Market orders Working until a test calls `fill(order_id)`; `fill()` also fills a Working Stop (a
+stop hit), moving the position.
+
 Modes, besides the common ones:
     expiring_token     sign-ins issue tokens that expire in `short_lifetime`; renewals the full lifetime
     p_ticket           a sign-in without a ticket gets one (p-time = `p_time`); the resend with it succeeds
@@ -38,7 +48,8 @@ Modes, besides the common ones:
 `renew_answer` picks the renewal's answer: ok | unauthorized (401) | error_text (200) | rate_limit (429).
 
 Spies: `placed` is every placeorder body that reached the venue with a valid token (booked,
-refused or stalled); `orders` the booked orders by id; `working()` the ones still working.
+refused or stalled), `placed_oso` every placeoso body; `orders` the booked orders by id; `working()`
+the ones still working; `held` the brackets waiting for their entries (by entry id).
 `stop()` also closes open keep-alive connections, so that a stopped stub refuses connections.
 """
 
@@ -111,7 +122,8 @@ POSITIONS = [
 CONTRACTS = {2424242: "MESZ5", 2424243: "MNQZ5"}
 DEFAULT_FILL_PRICE = 5000.25
 GET_ENTITIES = ("/account/list", "/position/list", "/order/list", "/command/list", "/orderversion/list", "/fill/list")
-ORDER_COMMANDS = ("/order/placeorder", "/order/cancelorder", "/order/liquidateposition")
+ORDER_COMMANDS = ("/order/placeorder", "/order/placeoso", "/order/cancelorder", "/order/liquidateposition")
+PLACES = ("/order/placeorder", "/order/placeoso")
 
 
 def _iso(moment: datetime) -> str:
@@ -150,6 +162,10 @@ class TradovateStub(StubServer):
         self.reject_reason = "MaxPosLimitReached"
         self.reject_text = "Max position limit reached for MESZ5"
         self.placed: list[dict[str, Any]] = []
+        self.placed_oso: list[dict[str, Any]] = []
+        self.fill_market = True
+        self.bracket_commands_carry_clordid = True
+        self.held: dict[int, dict[str, Any]] = {}  # entry order id -> its bracket, until the entry fills
         self.orders: dict[int, dict[str, Any]] = {}
         self.commands: list[dict[str, Any]] = []
         self.versions: list[dict[str, Any]] = []
@@ -169,6 +185,15 @@ class TradovateStub(StubServer):
     def working(self) -> list[dict[str, Any]]:
         with self._book:
             return [o for o in self.orders.values() if o["ordStatus"] == "Working"]
+
+    def fill(self, order_id: int, price: float | None = None) -> None:
+        """Fill a working order (a Market order left working, a Stop the market reached) at `price`
+        (default `fill_price`); an entry's held bracket is released."""
+        with self._book:
+            order = self.orders[order_id]
+            assert order["ordStatus"] == "Working", order
+            qty = next(v["orderQty"] for v in reversed(self.versions) if v["orderId"] == order_id)
+            self._fill(order, qty, self.fill_price if price is None else price)
 
     def net_position(self, account_id: int, contract_id: int) -> int:
         with self._book:
@@ -303,6 +328,8 @@ class TradovateStub(StubServer):
         body = request.json()
         if path == "/order/placeorder":
             self.placed.append(body)
+        if path == "/order/placeoso":
+            self.placed_oso.append(body)
         if self.mode == "p_ticket_order":
             return self._ticket(captcha=False)
         if self.mode == "lost":
@@ -310,13 +337,13 @@ class TradovateStub(StubServer):
             return StubResponse(200, {"failureReason": "UnknownReason", "failureText": "lost"})
         if not isinstance(body, dict):
             return StubResponse(400, None)
-        if self.mode == "late_accept" and path == "/order/placeorder":
-            later = threading.Timer(self.accept_after, self._place, args=(body,))
+        if self.mode == "late_accept" and path in PLACES:
+            later = threading.Timer(self.accept_after, self._place, args=(body, path == "/order/placeoso"))
             later.daemon = True
             later.start()
             return StubResponse(500, None)
-        if path == "/order/placeorder":
-            answer = self._place(body)
+        if path in PLACES:
+            answer = self._place(body, path == "/order/placeoso")
         elif path == "/order/cancelorder":
             answer = self._cancel(body)
         else:
@@ -335,13 +362,18 @@ class TradovateStub(StubServer):
                 return True
         return False
 
-    def _place(self, body: dict[str, Any]) -> StubResponse:
+    def _place(self, body: dict[str, Any], oso: bool = False) -> StubResponse:
         if self.mode == "reject":
             return StubResponse(200, {"failureReason": self.reject_reason, "failureText": self.reject_text})
-        refusal = self._refusal(body)
+        refusal = self._refusal(body) or (self._bracket_refusal(body) if oso else None)
         if refusal:
             return StubResponse(200, {"failureReason": refusal[0], "failureText": refusal[1]})
         contract_id = next(cid for cid, name in CONTRACTS.items() if name == body["symbol"])
+        bracket = None
+        if oso:
+            with self._class_lock:
+                bracket_id = next(self._numbers)
+            bracket = {**body["bracket1"], "id": bracket_id}
         order_id = self._book_order(
             account_id=body["accountId"],
             contract_id=contract_id,
@@ -351,8 +383,27 @@ class TradovateStub(StubServer):
             price=body.get("price"),
             stop_price=body.get("stopPrice"),
             cl_ord_id=body.get("clOrdId"),
+            bracket=bracket,
         )
+        if bracket is not None:
+            return StubResponse(200, {"orderId": order_id, "oso1Id": bracket["id"]})
         return StubResponse(200, {"orderId": order_id})
+
+    @staticmethod
+    def _bracket_refusal(body: dict[str, Any]) -> tuple[str, str] | None:
+        bracket = body.get("bracket1")
+        if not isinstance(bracket, dict):
+            return "UnknownReason", "bracket1 is required"
+        if bracket.get("action") not in ("Buy", "Sell") or bracket["action"] == body.get("action"):
+            return "UnknownReason", "bracket1 action must be Buy or Sell, against the entry"
+        needs = {"Limit": (True, False), "Stop": (False, True)}.get(bracket.get("orderType"))
+        if needs is None:
+            return "Unsupported", "bracket1 orderType"
+        if needs != ("price" in bracket, "stopPrice" in bracket):
+            return "InvalidPrice", "bracket1 price/stopPrice do not fit its orderType"
+        if "orderQty" in bracket or "symbol" in bracket:
+            return "UnknownReason", "bracket1 takes the entry's symbol and quantity"
+        return None
 
     def _refusal(self, body: dict[str, Any]) -> tuple[str, str] | None:
         if not self._account_ok(body, spec=True):
@@ -384,46 +435,85 @@ class TradovateStub(StubServer):
         price: float | None = None,
         stop_price: float | None = None,
         cl_ord_id: str | None = None,
+        bracket: dict[str, Any] | None = None,
     ) -> int:
-        now = _iso(datetime.now(UTC))
         with self._class_lock:
-            order_id, command_id, version_id = next(self._numbers), next(self._numbers), next(self._numbers)
+            order_id = next(self._numbers)
         with self._book:
-            self.orders[order_id] = {
-                "id": order_id,
-                "accountId": account_id,
-                "contractId": contract_id,
-                "timestamp": now,
-                "action": action,
-                "ordStatus": "Working",
-                "admin": False,
-            }
-            self.commands.append(
-                {
-                    "id": command_id,
-                    "orderId": order_id,
-                    "timestamp": now,
-                    "clOrdId": cl_ord_id,
-                    "commandType": "New",
-                    "commandStatus": "RiskPassed",
-                    "isAutomated": True,
-                }
-            )
-            version: dict[str, Any] = {
-                "id": version_id,
-                "orderId": order_id,
-                "orderQty": qty,
-                "orderType": order_type,
-                "timeInForce": "Day",
-            }
-            if price is not None:
-                version["price"] = price
-            if stop_price is not None:
-                version["stopPrice"] = stop_price
-            self.versions.append(version)
-            if order_type == "Market":
+            self._add_order(
+                order_id, account_id=account_id, contract_id=contract_id, action=action, qty=qty,
+                order_type=order_type, price=price, stop_price=stop_price, cl_ord_id=cl_ord_id,
+            )  # fmt: skip
+            if bracket is not None:
+                self.held[order_id] = bracket
+            if order_type == "Market" and self.fill_market:
                 self._fill(self.orders[order_id], qty, self.fill_price)
         return order_id
+
+    def _add_order(
+        self,
+        order_id: int,
+        *,
+        account_id: int,
+        contract_id: int,
+        action: str,
+        qty: int,
+        order_type: str,
+        price: float | None = None,
+        stop_price: float | None = None,
+        cl_ord_id: str | None = None,
+        status: str = "Working",
+    ) -> None:
+        """Under self._book: an Order, its New Command and its OrderVersion."""
+        now = _iso(datetime.now(UTC))
+        with self._class_lock:
+            command_id, version_id = next(self._numbers), next(self._numbers)
+        self.orders[order_id] = {
+            "id": order_id,
+            "accountId": account_id,
+            "contractId": contract_id,
+            "timestamp": now,
+            "action": action,
+            "ordStatus": status,
+            "admin": False,
+        }
+        self.commands.append(
+            {
+                "id": command_id,
+                "orderId": order_id,
+                "timestamp": now,
+                "clOrdId": cl_ord_id,
+                "commandType": "New",
+                "commandStatus": "RiskPassed",
+                "isAutomated": True,
+            }
+        )
+        version: dict[str, Any] = {
+            "id": version_id,
+            "orderId": order_id,
+            "orderQty": qty,
+            "orderType": order_type,
+            "timeInForce": "Day",
+        }
+        if price is not None:
+            version["price"] = price
+        if stop_price is not None:
+            version["stopPrice"] = stop_price
+        self.versions.append(version)
+
+    def _end_bracket(self, entry: dict[str, Any], status: str) -> None:
+        """Under self._book: the entry's held bracket is booked, Working once the entry filled,
+        Canceled when the entry ended without a fill."""
+        bracket = self.held.pop(entry["id"], None)
+        if bracket is None:
+            return
+        qty = next(v["orderQty"] for v in reversed(self.versions) if v["orderId"] == entry["id"])
+        self._add_order(
+            bracket["id"], account_id=entry["accountId"], contract_id=entry["contractId"],
+            action=bracket["action"], qty=qty, order_type=bracket["orderType"], price=bracket.get("price"),
+            stop_price=bracket.get("stopPrice"),
+            cl_ord_id=bracket.get("clOrdId") if self.bracket_commands_carry_clordid else None, status=status,
+        )  # fmt: skip
 
     def _fill(self, order: dict[str, Any], qty: int, price: float) -> None:
         """Under self._book."""
@@ -485,15 +575,20 @@ class TradovateStub(StubServer):
         side = "bought" if signed > 0 else "sold"
         row[side] += qty
         row[f"{side}Value"] += qty * price
+        self._end_bracket(order, "Working")  # an OSO sends its bracket once the entry fills
 
     def _cancel(self, body: dict[str, Any]) -> StubResponse:
         with self._book:
+            held_by = next((e for e, b in self.held.items() if b["id"] == body.get("orderId")), None)
+            if held_by is not None:  # a held bracket: it will never be sent
+                self._end_bracket(self.orders[held_by], "Canceled")
             order = self.orders.get(body.get("orderId"))  # type: ignore[arg-type]
             if order is None:
                 return StubResponse(200, {"failureReason": "UnknownReason", "failureText": "Order not found"})
-            if order["ordStatus"] != "Working":
+            if order["ordStatus"] != "Working" and held_by is None:
                 return StubResponse(200, {"failureReason": "TooLate", "failureText": "Order is not working"})
             order["ordStatus"] = "Canceled"
+            self._end_bracket(order, "Canceled")  # an entry cancelled before it filled takes its bracket
             with self._class_lock:
                 command_id = next(self._numbers)
             self.commands.append(
@@ -524,6 +619,10 @@ class TradovateStub(StubServer):
                     "Working",
                 ):
                     order["ordStatus"] = "Canceled"
+            for entry_id in list(self.held):
+                entry = self.orders[entry_id]
+                if (entry["accountId"], entry["contractId"]) == (account_id, contract_id):
+                    self._end_bracket(entry, "Canceled")
         net = self.net_position(account_id, contract_id)
         if net == 0:
             return StubResponse(200, {"failureReason": "Success"})

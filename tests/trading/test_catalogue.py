@@ -116,7 +116,7 @@ def test_no_code_reaches_a_broker_except_through_the_risk_engine() -> None:
     callers = sorted(
         str(path.relative_to(apps_dir))
         for path in apps_dir.rglob("*.py")
-        if re.search(r"\.(place_order|flatten)\(", path.read_text())
+        if re.search(r"\.(place_order|place_bracket|flatten)\(", path.read_text())
         and not str(path.relative_to(apps_dir)).startswith("integrations/")
     )
     assert callers == ["trading/services.py"], callers

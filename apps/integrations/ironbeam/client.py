@@ -26,6 +26,13 @@ Ironbeam carries only Ironbeam's ids. What this process knows is kept in memory:
   Ironbeam → None. If one or more appeared, TradeOps cannot prove which is ours (another bot or a
   person may trade the account): OrderNotIdentified (ORDER_STATE_UNKNOWN) names the candidates;
 - anything else (a restart, another worker process): OrderOutcomeUnknown; never a guess.
+
+No brackets (`brackets = False`): OrderRequest does have `stopLoss`/`stopLossOffset` fields, and the
+Order it lists has `parentOrderId`/`childOrders`, but the spec says nothing of what they do (a price
+or an offset, when the child order exists, whether a MARKET entry takes one) [U], and the child
+order could not be told apart from any other order (no client order id, see above). So an entry
+goes alone, and the execution service places its stop as a separate STOP order as soon as the fill
+is known (the reconcile that applies it protects the position: apps/trading/reconcile.py).
 """
 
 from __future__ import annotations
@@ -235,6 +242,7 @@ def _decimal(value: Any) -> Decimal | None:
 class IronbeamClient(BrokerClient):
     provider = "ironbeam"
     HOSTS = HOSTS
+    brackets = False  # see the module docstring: the stop follows the fill
 
     # -- configuration ----------------------------------------------------------------------------
 

@@ -19,6 +19,15 @@ Orders (the OrderVenue contract, apps/integrations/orders.py):
   order by it. Not `customTag50`: that is FIX tag 50 (SenderSubID), which the exchange reads as the
   operator's identity; and not `text`, which lives on the OrderVersion and is meant for people.
   The answer (PlaceOrderResult) is `{orderId}` or, refused, `{failureReason, failureText}` in a 200.
+- bracket (`brackets = True`): `POST /order/placeoso`, the PlaceOrder body of the entry plus
+  `bracket1` {action, clOrdId, orderType Stop, stopPrice, timeInForce} (PlaceOSO; its OtherOrder has
+  no symbol or quantity: the bracket order has the entry's). Tradovate holds bracket1 and sends it
+  once the entry fills. The answer (PlaceOSOResult) is `{orderId, oso1Id}` (oso1Id: bracket1's
+  order) or, refused, `{failureReason, failureText}` in a 200, like PlaceOrderResult. An entry id
+  without the bracket's id is an unknown outcome: the entry may be working without its stop.
+  [U] Whether the New command of the bracket order carries bracket1's clOrdId is not documented, so
+  find_order also takes the oso1Id the answer gave, and looks the order up by it when no command
+  names our id.
 - find: `GET /command/list` → the New command whose clOrdId is ours → its orderId; then the order's
   state from `/order/list`, `/orderVersion/list` (quantity), `/fill/list` and `/contract/item`.
 - cancel: `POST /order/cancelorder` {orderId, isAutomated}; positions: `GET /position/list`
@@ -39,7 +48,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -62,7 +71,9 @@ from apps.integrations.orders import (
     OrderOutcomeUnknown,
     OrderRejected,
     OrderRequest,
+    PlacedBracket,
     PlacedOrder,
+    bracket_problems,
     request_problems,
 )
 
@@ -273,6 +284,9 @@ _LIVE = frozenset({"Working", "PendingNew", "PendingCancel", "PendingReplace", "
 _DONE = {"Filled": FILLED, "Canceled": CANCELLED, "Expired": CANCELLED, "Rejected": REJECTED}
 ACTIONS = {"BUY": "Buy", "SELL": "Sell"}
 ORDER_TYPES = {"MARKET": "Market", "LIMIT": "Limit", "STOP": "Stop"}
+# Every order TradeOps sends lives for the trading day (a protective stop is placed again by the tick
+# if the day ends with the position still open).
+TIME_IN_FORCE = "Day"
 CL_ORD_ID_MAX = 64  # Command.clOrdId: "string or null, <=64 characters"
 
 
@@ -291,6 +305,7 @@ SECRET_VARS = ("TRADOVATE_PASSWORD", "TRADOVATE_SECRET", "TRADOVATE_USERNAME", "
 class TradovateClient(BrokerClient):
     provider = "tradovate"
     HOSTS = HOSTS
+    brackets = True  # placeoso: an entry with its protective stop in one command
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -627,12 +642,8 @@ class TradovateClient(BrokerClient):
 
         return judge
 
-    def place_order(self, request: OrderRequest) -> PlacedOrder:
-        self._check(request)
-        account_id, account_name = self._account(request.account)
-        key = (self._cache_key(), str(account_id), request.client_order_id)
-        if not _sent.claim(key, "sending", unless=lambda state: True):
-            raise already_sent(self.provider, request.client_order_id)
+    def _order_body(self, request: OrderRequest, account_id: int, account_name: str) -> dict[str, Any]:
+        """The PlaceOrder body of `request` (placeorder, and the entry of a placeoso)."""
         body: dict[str, Any] = {
             "accountSpec": account_name,
             "accountId": account_id,
@@ -641,13 +652,22 @@ class TradovateClient(BrokerClient):
             "symbol": request.symbol,
             "orderQty": request.quantity,
             "orderType": ORDER_TYPES[request.order_type],
-            "timeInForce": "Day",
+            "timeInForce": TIME_IN_FORCE,
             "isAutomated": True,  # "must be true if this isn't an order made directly by a human"
         }
         if request.limit_price is not None:
             body["price"] = float(request.limit_price)
         if request.stop_price is not None:
             body["stopPrice"] = float(request.stop_price)
+        return body
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self._check(request)
+        account_id, account_name = self._account(request.account)
+        key = (self._cache_key(), str(account_id), request.client_order_id)
+        if not _sent.claim(key, "sending", unless=lambda state: True):
+            raise already_sent(self.provider, request.client_order_id)
+        body = self._order_body(request, account_id, account_name)
         try:
             result = self._order_call(
                 "order.place", "POST", "/order/placeorder", json=body, judge=self._judge_result("order.place")
@@ -664,6 +684,79 @@ class TradovateClient(BrokerClient):
         _sent.put(key, "accepted")
         return PlacedOrder(broker_order_id=str(result.body["orderId"]))
 
+    def _judge_oso(self, operation: str) -> Any:
+        """Judges a PlaceOSOResult: `{orderId, oso1Id}` accepted; a refusal (no orderId) rejected, as
+        for PlaceOrderResult; an orderId without the bracket's oso1Id unknown (the entry may be
+        working, and whether its stop is held cannot be told from the answer)."""
+        judge_entry = self._judge_result(operation)
+
+        def judge(body: dict[str, Any], status: int) -> IntegrationError | None:
+            outcome = judge_entry(body, status)
+            if outcome is not None:
+                return outcome
+            oso1 = body.get("oso1Id")
+            if _is_long(oso1) and oso1 > 0:
+                return None
+            return OrderOutcomeUnknown(
+                f"Tradovate answered {operation} with the entry's order id but no id for its stop (oso1Id).",
+                provider=self.provider,
+                http_status=status,
+            )
+
+        return judge
+
+    def place_bracket(self, entry: OrderRequest, stop: OrderRequest) -> PlacedBracket:
+        """`POST /order/placeoso`: the entry, with `stop` as bracket1 (held by Tradovate, sent once the
+        entry fills). One command for both: accepted, refused or unknown together."""
+        self._check(entry)
+        self._check(stop)
+        problems = bracket_problems(entry, stop)
+        if problems:
+            raise self._refused(
+                "The bracket was not sent: " + "; ".join(problems) + ".", "Fix the bracket; nothing was sent."
+            )
+        account_id, account_name = self._account(entry.account)
+        keys = [(self._cache_key(), str(account_id), r.client_order_id) for r in (entry, stop)]
+        if not _sent.claim(keys[0], "sending", unless=lambda state: True):
+            raise already_sent(self.provider, entry.client_order_id)
+        if not _sent.claim(keys[1], "sending", unless=lambda state: True):
+            _sent.discard(keys[0])
+            raise already_sent(self.provider, stop.client_order_id)
+        assert stop.stop_price is not None  # bracket_problems/request_problems: a STOP has its price
+        body = self._order_body(entry, account_id, account_name)
+        body["bracket1"] = {
+            "action": ACTIONS[stop.side],
+            "clOrdId": stop.client_order_id,
+            "orderType": ORDER_TYPES[stop.order_type],
+            "stopPrice": float(stop.stop_price),
+            "timeInForce": TIME_IN_FORCE,
+        }
+        try:
+            result = self._order_call(
+                "order.place_bracket",
+                "POST",
+                "/order/placeoso",
+                json=body,
+                judge=self._judge_oso("order.place_bracket"),
+            )
+        except OrderOutcomeUnknown:
+            for key in keys:
+                _sent.put(key, "unknown")
+            raise
+        except IntegrationError:
+            for key in keys:
+                _sent.discard(key)  # rejected, or never sent
+            raise
+        except BaseException:
+            for key in keys:
+                _sent.put(key, "unknown")
+            raise
+        for key in keys:
+            _sent.put(key, "accepted")
+        return PlacedBracket(
+            entry_broker_order_id=str(result.body["orderId"]), stop_broker_order_id=str(result.body["oso1Id"])
+        )
+
     def cancel_order(self, *, account: str, broker_order_id: str) -> None:
         if not str(broker_order_id).isdigit():
             raise self._refused("A Tradovate order id is a number; nothing was sent.", "Pass the broker order id.")
@@ -676,12 +769,21 @@ class TradovateClient(BrokerClient):
             judge=self._judge_command("order.cancel"),
         )
 
-    def find_order(self, *, account: str, client_order_id: str) -> BrokerOrder | None:
+    def find_order(self, *, account: str, client_order_id: str, broker_order_id: str = "") -> BrokerOrder | None:
+        """Our order by its clOrdId (the New command that created it). `broker_order_id`: the id
+        Tradovate gave it, for a bracket's stop whose command may not carry our clOrdId [U]: when no
+        command names our id, the order with that id is looked up (None when Tradovate does not list
+        it, e.g. a bracket still held until its entry fills)."""
         account_id, _ = self._account(account)
         commands = self._get("order.commands", "/command/list", validate=_commands).body
         order_ids = {
             c["orderId"] for c in commands if c.get("commandType") == "New" and c.get("clOrdId") == client_order_id
         }
+        if not order_ids and str(broker_order_id).isdigit():
+            rows = self._get("order.list", "/order/list", validate=_orders).body
+            if not any(o["id"] == int(broker_order_id) and o["accountId"] == account_id for o in rows):
+                return None
+            order_ids = {int(broker_order_id)}
         if not order_ids:
             return None  # the command list is complete: no order was ever created with our clOrdId
         found = self._build_orders(account_id, commands, order_ids)
@@ -691,6 +793,8 @@ class TradovateClient(BrokerClient):
                 f"{len(found)} of them on this account: TradeOps will not pick one.",
                 provider=self.provider,
             )
+        if found[0].client_order_id != client_order_id:  # found by its broker id: it is ours by that id
+            found[0] = replace(found[0], client_order_id=client_order_id)
         return found[0]
 
     def list_orders(self, *, account: str) -> list[BrokerOrder]:

@@ -5,8 +5,9 @@ changes nothing but the audit trail."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -25,10 +26,11 @@ from apps.integrations.errors import fix_for
 from apps.market.instruments import TIMEFRAME_SECONDS, trade_date_start
 from apps.market.selectors import latest_bar
 from apps.runners.models import Runner
+from apps.runners.services.tick_stages import killed_reader
 from apps.telemetry.selectors import scheduler_state
 from apps.trading import kill_switch
 from apps.trading import services as execution
-from apps.trading.models import Position, ReconcileReport
+from apps.trading.models import Fill, Position, ReconcileReport
 from apps.trading.reconcile import reconcile_bot
 from apps.trading.symbols import venue_symbol
 
@@ -123,9 +125,75 @@ def broker_for(bot: Bot) -> Any:
     return spec.client_class().for_bot(bot.pk)
 
 
+def protection_reference(bot: Bot, instrument: str, now: datetime) -> tuple[Any, Any]:
+    """(price, time) to check a protective stop placed outside a tick against: the newer of the
+    bot's latest fill in the instrument (the broker's own price, just learnt by reconcile) and the
+    close of the newest stored bar, neither later than `now`. (None, None) without either: risk
+    then refuses the stop, and the next tick places it."""
+    tf = timedelta(seconds=TIMEFRAME_SECONDS.get(bot.timeframe, 60))
+    candidates = []
+    fill = (
+        Fill.objects.filter(bot_id=bot.pk, instrument=instrument, filled_at__lte=now)
+        .order_by("-filled_at", "-id")
+        .first()
+    )
+    if fill is not None:
+        candidates.append((fill.filled_at, fill.price))
+    bar = latest_bar(instrument=instrument, timeframe=bot.timeframe, before=now - tf)  # closed by `now`
+    if bar is not None:
+        candidates.append((bar.ts + tf, bar.close))
+    if not candidates:
+        return None, None
+    at, price = max(candidates, key=lambda c: c[0])
+    return price, at
+
+
+def _protector(bot: Bot, venue: Any) -> Callable[[], dict[str, Any]]:
+    """What reconcile runs once it has applied broker fills: the LIVE bot's protection_sync, with a
+    plan made here (the trading app does not know bots), so that the position's stop is placed as
+    soon as its fill is known. A venue with brackets already has it (the entry's HELD stop)."""
+
+    def protect() -> dict[str, Any]:
+        if Bot.objects.filter(pk=bot.pk, killed=True).exists():
+            # As at the tick's guard: a killed bot sends nothing new, not even a stop (its kill flattens).
+            return {"unprotected": "the bot is killed: no new order is placed for it, not even its stop"}
+        now = timezone.now()
+        tf = TIMEFRAME_SECONDS.get(bot.timeframe, 60)
+        closed = datetime.fromtimestamp(int(now.timestamp()) // tf * tf, tz=UTC)  # the last bar close
+        try:
+            contract = venue_symbol(bot.instrument, bot.venue, now)
+        except ValueError as exc:
+            return {"unprotected": f"no venue symbol for {bot.instrument}: {exc}; the next tick tries again"}
+        price, at = protection_reference(bot, bot.instrument, now)
+        runner = Runner.objects.filter(bot=bot).only("generation").first()
+        plan = execution.OrderPlan(
+            bot_id=bot.pk,
+            generation=runner.generation if runner is not None else 0,
+            mode=Runner.Mode.LIVE,
+            venue=bot.venue,
+            account=bot.broker_account,
+            instrument=bot.instrument,
+            contract=contract,
+            bar_ts=closed,
+            leg="stop",
+            side="BUY",
+            quantity=1,
+            risk_limits=bot.risk_limits,
+            reference_price=price,
+            reference_price_at=at,
+            trading_day_start=trade_date_start(now),
+            now=now,
+            trace_id=get_trace_id() or "",
+        )
+        return execution.protection_sync(plan, killed=killed_reader(bot.pk), venue=venue)
+
+    return protect
+
+
 def bot_reconcile(*, bot: Bot, actor: Any = None, trigger: str = "manual", actor_label: str = "") -> ReconcileReport:
     """Reconcile the bot against its venue (SPEC §3): the SIM ledger, or its broker when LIVE. A
-    running LIVE bot whose broker cannot be read is halted (RELIABILITY J10)."""
+    running LIVE bot whose broker cannot be read is halted (RELIABILITY J10). LIVE, a reconcile that
+    applies broker fills protects the position at once (`_protector`)."""
     venue = broker_for(bot)
     runner = Runner.objects.filter(bot=bot).only("status", "mode").first()
     running_live = (
@@ -142,6 +210,7 @@ def bot_reconcile(*, bot: Bot, actor: Any = None, trigger: str = "manual", actor
         actor=actor,
         actor_label=actor_label,
         halt_on_failure=running_live,
+        protect=_protector(bot, venue) if venue is not None else None,
     )
 
 

@@ -379,12 +379,15 @@ def stops_kept(plan: execution.OrderPlan) -> str:
 
 def risk_verdict(sent: Submitted, details: dict[str, Any]) -> str | None:
     """PURE (on the answer already in hand). Stops the tick when risk refused the order
-    (REJECTED_RISK, its reason code); else notes the order and the stops it replaced, and answers
-    the trace's message when some of those stops could not be cancelled (None otherwise)."""
+    (REJECTED_RISK, its reason code); else notes the order, the stop sent with it as a bracket and
+    the stops it replaced, and answers the trace's message when some of those stops could not be
+    cancelled (None otherwise)."""
     order, submission = sent.submission.order, sent.submission
     if order.status == order.Status.REJECTED_RISK:
         raise TickStopped(RISK, order.reason_code or "RISK_REJECTED", order.detail + stops_kept(sent.plan))
     details["order"] = order.client_order_id
+    if submission.bracket_stop is not None:  # its protective stop went with it (one OSO), held until it fills
+        details["bracket_stop"] = submission.bracket_stop.client_order_id
     if submission.replaced:
         details["replaced"] = submission.replaced
     if submission.not_replaced:

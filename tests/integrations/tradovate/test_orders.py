@@ -4,6 +4,7 @@ flatten, metering, and never a second order for one intent."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -384,3 +385,136 @@ def test_every_call_is_metered_under_its_operation(stub: stubs.TradovateStub) ->
         "order.liquidate",
     ]
     assert all(e.status == "ok" and e.latency_ms is not None and e.trace_id for e in events())
+
+
+# -- brackets (placeoso) --------------------------------------------------------------------------
+
+OSO = "/order/placeoso"
+
+
+def stop_for(entry: OrderRequest, cid: str = "bot7-stop-1", price: str = "4990.25") -> OrderRequest:
+    return OrderRequest(
+        client_order_id=cid,
+        account=entry.account,
+        symbol=entry.symbol,
+        side="SELL" if entry.side == "BUY" else "BUY",
+        quantity=entry.quantity,
+        order_type="STOP",
+        stop_price=Decimal(price),
+    )
+
+
+def test_a_bracket_goes_as_one_placeoso_and_its_stop_works_once_the_entry_fills(stub: stubs.TradovateStub) -> None:
+    stub.fill_market = False  # the entry rests until the test fills it
+    entry = order("bot7-entry-1")
+
+    placed = client().place_bracket(entry, stop_for(entry))
+
+    assert stub.placed == [] and len(stub.calls(PLACE)) == 0
+    (request,) = stub.calls(OSO)
+    assert request.json() == {
+        "accountSpec": ACCOUNT,
+        "accountId": ACCOUNT_ID,
+        "clOrdId": "bot7-entry-1",
+        "action": "Buy",
+        "symbol": "MESZ5",
+        "orderQty": 1,
+        "orderType": "Market",
+        "timeInForce": "Day",
+        "isAutomated": True,
+        "bracket1": {
+            "action": "Sell",
+            "clOrdId": "bot7-stop-1",
+            "orderType": "Stop",
+            "stopPrice": 4990.25,
+            "timeInForce": "Day",
+        },
+    }
+    assert placed.entry_broker_order_id == str(next(iter(stub.orders)))
+    # Held: Tradovate sends the stop only once the entry fills; until then no list names it.
+    assert client().find_order(account=ACCOUNT, client_order_id="bot7-stop-1") is None
+    assert [o["id"] for o in stub.working()] == [int(placed.entry_broker_order_id)]
+
+    stub.fill(int(placed.entry_broker_order_id))
+
+    found = client().find_order(account=ACCOUNT, client_order_id="bot7-stop-1")
+    assert found is not None
+    assert (found.broker_order_id, found.side, found.quantity, found.status) == (
+        placed.stop_broker_order_id,
+        "SELL",
+        1,
+        WORKING,
+    )
+    entry_state = client().find_order(account=ACCOUNT, client_order_id="bot7-entry-1")
+    assert entry_state is not None and entry_state.status == FILLED
+    assert [e.operation for e in events() if e.operation.startswith("order.place")] == ["order.place_bracket"]
+
+
+def test_a_bracket_stop_whose_command_does_not_carry_our_id_is_found_by_the_id_the_answer_gave(
+    stub: stubs.TradovateStub,
+) -> None:
+    stub.bracket_commands_carry_clordid = False
+    entry = order("bot7-entry-2")
+    placed = client().place_bracket(entry, stop_for(entry, "bot7-stop-2"))  # the Market entry fills at once
+
+    assert client().find_order(account=ACCOUNT, client_order_id="bot7-stop-2") is None
+    found = client().find_order(
+        account=ACCOUNT, client_order_id="bot7-stop-2", broker_order_id=placed.stop_broker_order_id
+    )
+    assert found is not None
+    assert (found.broker_order_id, found.client_order_id, found.status) == (
+        placed.stop_broker_order_id,
+        "bot7-stop-2",
+        WORKING,
+    )
+    # An id Tradovate does not list is not ours to claim.
+    assert client().find_order(account=ACCOUNT, client_order_id="bot7-stop-x", broker_order_id="999999999") is None
+
+
+def test_a_refused_bracket_leaves_neither_order_working(stub: stubs.TradovateStub) -> None:
+    stub.mode = "reject"
+    entry = order("bot7-entry-3")
+
+    error = failure(lambda: client().place_bracket(entry, stop_for(entry, "bot7-stop-3")))
+
+    assert isinstance(error, OrderRejected) and "MaxPosLimitReached" in error.message
+    assert len(stub.calls(OSO)) == 1 and stub.orders == {} and stub.held == {}
+    # Refused, so the same intent may be sent again (nothing of it is at the venue).
+    stub.mode = "ok"
+    assert client().place_bracket(entry, stop_for(entry, "bot7-stop-3")).stop_broker_order_id
+
+
+def test_a_bracket_without_an_answer_is_unknown_for_both_and_never_sent_again(stub: stubs.TradovateStub) -> None:
+    client().list_orders(account=ACCOUNT)
+    stub.mode = "timeout_after_accept"
+    entry = order("bot7-entry-4")
+
+    error = failure(lambda: client().place_bracket(entry, stop_for(entry, "bot7-stop-4")))
+
+    assert isinstance(error, OrderOutcomeUnknown)
+    stub.mode = "ok"
+    again = failure(lambda: client().place_bracket(entry, stop_for(entry, "bot7-stop-4")))
+    assert again.error_code == "INTEGRATION_REQUEST_REJECTED" and "not sent again" in again.message
+    alone = failure(lambda: client().place_order(stop_for(entry, "bot7-stop-4")))
+    assert "not sent again" in alone.message
+    assert len(stub.calls(OSO)) == 1 and len(stub.calls(PLACE)) == 0
+    # Reconcile finds both: the entry filled, its stop working.
+    stop = client().find_order(account=ACCOUNT, client_order_id="bot7-stop-4")
+    assert stop is not None and stop.status == WORKING
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"side": "BUY"},  # the stop on the entry's side would add to the position
+        {"quantity": 2},  # a stop larger than what the entry opens
+        {"symbol": "MNQZ5"},
+        {"order_type": "LIMIT", "stop_price": None, "limit_price": Decimal("4990")},
+    ],
+)
+def test_a_malformed_bracket_is_refused_before_anything_is_sent(stub: stubs.TradovateStub, changes: dict) -> None:
+    entry = order("bot7-entry-5")
+    stop = replace(stop_for(entry, "bot7-stop-5"), **changes)
+    error = failure(lambda: client().place_bracket(entry, stop))
+    assert error.error_code == "INTEGRATION_REQUEST_REJECTED" and "bracket was not sent" in error.message
+    assert stub.calls(OSO) == []
