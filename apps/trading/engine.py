@@ -222,6 +222,9 @@ class _Book:
         self.breaches: list[risk.Breach] = []
         self.trading_state = risk.TradingState.ACTIVE
         self.notes: list[str] = []
+        # False once the position or the working orders change: protection has something to look at.
+        # While True, protection_plan would answer "keep" again (it is a function of exactly these).
+        self.protected = True
 
     # -- orders ---------------------------------------------------------------------------------
 
@@ -326,6 +329,7 @@ class _Book:
         before = self.position
         after = apply_fill(before, side=order.side, quantity=order.quantity, price=price, point_value=self.pv)
         self.position = after
+        self.protected = False
         self.fills.append(
             EngineFill(at, order.side, order.quantity, price, fee, slippage, order.order_type, order.decided_at)
         )
@@ -362,8 +366,11 @@ class _Book:
     def _close(self, at: datetime, price: Decimal, reason: str, quantity: int, fee: Decimal, slip: Decimal) -> None:
         o = self.open
         assert o is not None
-        share = Decimal(quantity) / o.quantity
-        entry_fee, entry_slip = o.fees * share, o.slippage * share
+        if quantity == o.quantity:  # the whole trade (the usual case): no division
+            entry_fee, entry_slip = o.fees, o.slippage
+        else:
+            share = Decimal(quantity) / o.quantity
+            entry_fee, entry_slip = o.fees * share, o.slippage * share
         gross = (price - o.entry_price) * o.side * quantity * self.pv
         fees = entry_fee + fee
         self.trades.append(
@@ -384,6 +391,9 @@ class _Book:
     def protect(self, *, now: datetime, bar_ts: datetime, reference: Decimal) -> bool:
         """Make the position's protection match it. True when a stop was placed (it may fill on the
         bar just settled: the caller settles that bar again)."""
+        if self.protected:
+            return False
+        self.protected = True
         held = self.position.quantity
         working_stops = [o for o in self.working if o.order_type == "STOP"]
         in_flight = [str(o.ref) for o in self.working if o.order_type != "STOP"]
@@ -496,13 +506,13 @@ def run(
     i = first
     last_beat = _time.monotonic()
 
+    quiet: list[tuple[int, int, int]] = []  # (a, b, side): bars a..b−1 held on `side`, counted at the end
+
     def count_quiet(a: int, b: int, side: int) -> None:
         """Bars a..b−1 decided HOLD (or closed) for `side`: counted, logged when asked."""
         if b <= a:
             return
-        open_ = ok[a:b]
-        counts.closed += int((~open_).sum())
-        counts.no_trade += np.bincount(reasons[side][a:b][open_], minlength=len(REASONS))
+        quiet.append((a, b, side))
         if log is not None:
             for k in range(a, b):
                 at = _utc(int(bars.ts[k]) + tf)
@@ -585,6 +595,7 @@ def run(
         if log is not None:
             log.append(DecisionRecord(bar_ts, "TRADE", "", codes[0]))
         book.working = [o for o in book.working if o.ref not in replaces]
+        book.protected = False
         book.working.append(
             book._new(
                 side=order_side, quantity=quantity, order_type="MARKET", working_from=int(bar_ts.timestamp()),
@@ -600,6 +611,13 @@ def run(
 
     if progress is not None:
         progress(1.0)
+    held_on = np.full(n, 2, dtype=np.int8)  # 2: not a quiet bar
+    for a, b, side in quiet:
+        held_on[a:b] = side
+    for side in sides:
+        on = held_on == side
+        counts.closed += int((on & ~ok).sum())
+        counts.no_trade += np.bincount(reasons[side][on & ok], minlength=len(REASONS))
     window = slice(first, n)
     close_ts = np.asarray(bars.ts[window], dtype=np.int64) + tf
     position, equity = _marks(bars, book, first, n)

@@ -1,5 +1,5 @@
 """Parity (SPEC §1.5, §9): for each catalogue strategy, the pure engine a backtest runs and a SIM
-runner replayed with `as_of`, tick by tick, over the same stored bars make the same decisions
+runner ticking over the same stored bars — replayed with `as_of`, on time, or late — make the same decisions
 (outcome, the stage that stopped it, reason code, at every bar's close) and the same fills (bar,
 side, price, quantity, fee). The window crosses the CME daily close (16:00–17:00 CT), so closed
 ticks, stops tried on their entry's fill bar, reversals, exits and risk refusals are all on it."""
@@ -67,11 +67,29 @@ def _store_walk(seed: int, start: datetime, end: datetime) -> None:
     bars_store(instrument="MES", timeframe="1m", bars=bars, source="test", fetched_at=timezone.now())
 
 
-def _sim_replay(bot: Bot) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+# How the SIM runner ticks each bar: replayed with as_of, on time (2 s after the close), or late
+# (90 s after it: the next bar has closed, so its order fills at once; later than the risk
+# policy's max_reference_age, 120 s, risk refuses to trade on the old close, as it should).
+TIMINGS = {"as_of": None, "on_time": timedelta(seconds=2), "late": timedelta(seconds=90)}
+
+
+def _sim_ticks(
+    bot: Bot, timing: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     runner = Runner.objects.create(bot=bot, status=Runner.Status.RUNNING, mode=Runner.Mode.SIM, generation=1)
     slots = hours.bar_slots_between("MES", TF, int(WINDOW_START.timestamp()), int(WINDOW_END.timestamp()))
-    for s in slots:  # every window bar's close, in order, as `as_of` replays
-        tick.tick_run(runner_id=runner.pk, bar_ts=datetime.fromtimestamp(s + TF, UTC), replay=True)
+    delay = TIMINGS[timing]
+    clock: dict[str, datetime] = {}
+    if delay is not None:
+        monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    for s in slots:  # every window bar's close, in order
+        bar_ts = datetime.fromtimestamp(s + TF, UTC)
+        if delay is None:
+            tick.tick_run(runner_id=runner.pk, bar_ts=bar_ts, replay=True)
+        else:
+            clock["now"] = bar_ts + delay
+            tick.tick_run(runner_id=runner.pk, bar_ts=bar_ts)
+    monkeypatch.undo()
     decisions = []
     for t in DecisionTrace.objects.filter(runner_id=runner.pk).order_by("bar_ts"):
         if t.outcome == "TRADE":
@@ -115,14 +133,18 @@ def catalogue_required(bot: Bot) -> int:
     return strategies.required_bars(bot.strategy_key, bot.parameters)
 
 
+@pytest.mark.parametrize("timing", sorted(TIMINGS))
 @pytest.mark.parametrize("key", sorted(catalogue.STRATEGIES))
-def test_a_backtest_and_a_replayed_sim_runner_make_the_same_decisions_and_fills(key: str) -> None:
+def test_a_backtest_and_a_sim_runner_make_the_same_decisions_and_fills(
+    key: str, timing: str, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
     assert set(PARAMETERS) == set(catalogue.STRATEGIES), "every catalogue strategy is held to parity"
     _store_walk(seed=7, start=WINDOW_START - timedelta(hours=2), end=WINDOW_END + timedelta(minutes=5))
     bot = BotFactory(
         stage=Bot.Stage.PAPER, timeframe="1m", strategy_key=key, parameters=PARAMETERS[key], risk_limits=RISK_LIMITS
     )
-    sim_decisions, sim_fills = _sim_replay(bot)
+    settings.MARKET_DATA_RECENT_HOURS = 24 * 365 * 20  # the generated bars are final, however "recent"
+    sim_decisions, sim_fills = _sim_ticks(bot, timing, monkeypatch)
     bt_decisions, bt_fills, result = _backtest(bot)
 
     assert bt_decisions == sim_decisions
