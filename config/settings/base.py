@@ -151,6 +151,7 @@ ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/")
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=15)
 HEARTBEAT_STALE_AFTER_SECONDS = env.int("HEARTBEAT_STALE_AFTER_SECONDS", default=60)
 
+from config.settings.backtests import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
 from config.settings.drf import *  # noqa: E402,F403
 from config.settings.integrations import *  # noqa: E402,F403
