@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.db.models import QuerySet
 
 from apps.backtests.exceptions import BacktestNotFound
-from apps.backtests.models import Backtest, BacktestTrade
+from apps.backtests.models import OPEN_STATUSES, Backtest, BacktestTrade
 
 # Fields the list does not carry (large JSON): read them on the detail.
 _LIST_DEFERRED = ("equity_curve", "decisions")
@@ -37,3 +38,33 @@ def backtest_trades_page(*, backtest: Backtest, limit: int, after: int = 0) -> t
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].seq
     return rows, None
+
+
+# -- reads of the Observatory's pages ----------------------------------------------------------
+
+
+def backtest_activity(*, bot_id: int | None = None) -> bool:
+    """True while a backtest (of this bot, when given) is QUEUED or RUNNING: while its progress or
+    its outcome can change without anyone acting, the pages that show it poll; only then."""
+    qs = Backtest.objects.filter(status__in=OPEN_STATUSES)
+    if bot_id is not None:
+        qs = qs.filter(bot_id=bot_id)
+    return qs.exists()
+
+
+def backtest_bot_choices() -> list[Any]:
+    """The bots a backtest can be run from (every one but the RETIRED), by name then id. Bots sit
+    above backtests: the model is reached by its label."""
+    bot_model = django_apps.get_model("bots", "Bot")
+    return list(bot_model.objects.exclude(stage="RETIRED").order_by("name", "id"))
+
+
+def backtest_trade_marks(*, backtest: Backtest, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """(the first `limit` trades' side, entry and exit times and exit reason, oldest first; True
+    when there are more) — what the price chart marks, without reading whole trade rows."""
+    rows = list(
+        BacktestTrade.objects.filter(backtest=backtest)
+        .order_by("seq")
+        .values("side", "entry_ts", "exit_ts", "exit_reason")[: limit + 1]
+    )
+    return rows[:limit], len(rows) > limit

@@ -35,6 +35,8 @@ _RUNNER_STOP = re.compile(r"\(?\bPOST /api/runners/(?:\{id\}/)?stop\)?")
 _BOTS_COLLECTION = re.compile(r"\b(POST|GET) /api/bots/?(?=[\s.,;)]|$)")
 _KILL_ALL_RELEASE = re.compile(r"\(?\bPOST /api/system/kill-all/release\)?")
 _CONNECTIONS = re.compile(r"\b(?:on )?the Connections page\b")
+_BACKTEST_CREATE = re.compile(r"\(?\bPOST /api/backtests\b(?!/)\)?")
+_BACKTESTS_PAGE = re.compile(r"\bthe Backtests page\b")
 _GATES = re.compile(r"every gate with passed=false in `gates`")
 _CODE = re.compile(r"`([^`]+)`")
 
@@ -85,6 +87,18 @@ def page_fix(text: Any, bot_id: Any = None) -> SafeString:
             '<a href="{}">{}</a>',
             reverse("bot-pages:list") + ("#new-bot" if m.group(1) == "POST" else ""),
             "New bot on the Bots page" if m.group(1) == "POST" else "the Bots page",
+        ),
+        html,
+    )
+    html = _BACKTESTS_PAGE.sub(
+        lambda m: format_html('the <a href="{}">Backtests page</a>', reverse("backtest-pages:list")), html
+    )
+    new_backtest = reverse("backtest-pages:list") + (f"?run_bot={int(known)}" if known and known.isdigit() else "")
+    html = _BACKTEST_CREATE.sub(
+        lambda m: (
+            ("(" if bracketed(m) else "")
+            + format_html('<a href="{}#new-backtest">New backtest on the Backtests page</a>', new_backtest)
+            + (")" if bracketed(m) else "")
         ),
         html,
     )
