@@ -47,6 +47,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.backtests.exceptions import BacktestNotCancellable, BacktestValidationError
 from apps.backtests.models import OPEN_STATUSES, Backtest, BacktestTrade, Status
+from apps.core import context
 from apps.core.audit import audit_record
 from apps.core.errors import error_body
 from apps.core.exceptions import ApplicationError
@@ -397,18 +398,16 @@ def backtest_job_closed(job: Any) -> None:
     if job.status == job.Status.CANCELLED:
         open_rows.update(status=Status.CANCELLED, finished_at=Now())
     elif job.status == job.Status.DEAD:
-        open_rows.update(
-            status=Status.FAILED,
-            finished_at=Now(),
-            error=error_body(
+        with context.bind(trace_id=job.trace_id):  # the job's trace id: its log lines carry it
+            error = error_body(
                 status=500,
                 error_code="INTERNAL_ERROR",
                 message=f"The job running this backtest (job {job.pk}) was given up after {job.attempts} "
                 f"attempt(s): {job.error or 'no error recorded'}",
                 suggested_fix="Run the backtest again; if it fails the same way, give the trace id to the "
                 "TradeOps operators (the backtests worker's log has the cause).",
-            ),
-        )
+            )
+        open_rows.update(status=Status.FAILED, finished_at=Now(), error=error)
 
 
 # -- the job ------------------------------------------------------------------------------------

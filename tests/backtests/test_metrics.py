@@ -7,16 +7,21 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from apps.backtests import metrics as m
+from apps.bots import strategies as catalogue
+from apps.market.arrays import expected_slots
 from apps.market.instruments import trade_date
+from apps.trading import engine
 from apps.trading.engine import EngineResult, EngineTrade
 
 CAPITAL = Decimal(10000)
+MONDAY = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp())
 START = datetime(2024, 3, 5, 13, 0, tzinfo=UTC)  # 07:00 CT, trade date 2024-03-05
 END = datetime(2024, 3, 8, tzinfo=UTC)
 LIMITS = {
@@ -441,3 +446,59 @@ def test_inconsistent_engine_arrays_are_refused() -> None:
         m.summarize(
             _result([], CLOSES, [*EQUITY[:5], float("nan")], POSITION), initial_capital=CAPITAL, start=START, end=END
         )
+
+
+# ---- over a real engine run ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(catalogue.STRATEGIES))
+def test_the_figures_of_an_engine_run_agree_with_its_trades_and_equity(key: str) -> None:
+    """The engine's own output (generated one-minute bars over several weeks, no database): the figures
+    agree with the trades and the equity curve recomputed here the slow way."""
+    slots = expected_slots("MES", 60, MONDAY, MONDAY + 86400 * 40)[:30000]
+    rng = np.random.default_rng(7)
+    close = 20000 + np.cumsum(rng.integers(-4, 5, size=len(slots)))
+    open_ = np.concatenate([[20000], close[:-1]])
+    bars = SimpleNamespace(
+        ts=slots,
+        open=open_,
+        high=np.maximum(open_, close) + rng.integers(0, 3, size=len(slots)),
+        low=np.minimum(open_, close) - rng.integers(0, 3, size=len(slots)),
+        close=close,
+        tick_size=Decimal("0.25"),
+    )
+    config = engine.EngineConfig(
+        strategy_key=key,
+        parameters=catalogue.STRATEGIES[key].defaults(),
+        instrument="MES",
+        tick_size=Decimal("0.25"),
+        point_value=Decimal(5),
+        timeframe_seconds=60,
+    )
+    start = datetime.fromtimestamp(int(slots[200]), UTC)
+    end = datetime.fromtimestamp(int(slots[-1]) + 60, UTC)
+    result = engine.run(bars, config, start=start)
+    assert len(result.trades) >= 5
+    out = m.summarize(result, initial_capital=CAPITAL, start=start, end=end)
+    metrics = out["metrics"]
+
+    net = sum((t.pnl for t in result.trades), Decimal(0))
+    assert Decimal(metrics["net_pnl"]) == net.quantize(Decimal("0.01"))
+    assert float(metrics["net_pnl"]) == pytest.approx(result.equity[-1] - 10000, abs=0.01)
+    assert metrics["trades"] == len(result.trades)
+    assert Decimal(metrics["fees"]) == sum((f.fee for f in result.fills), Decimal(0)).quantize(Decimal("0.01"))
+    peak, deepest = 10000.0, 0.0
+    for value in result.equity:
+        peak = max(peak, float(value))
+        deepest = max(deepest, peak - float(value))
+    assert float(metrics["max_drawdown"]) == pytest.approx(deepest, abs=0.005)
+    held = sum(1 for p in result.position if p != 0)
+    assert Decimal(metrics["exposure"]) == (Decimal(held) / result.bars).quantize(Decimal("0.0001"))
+    days = {trade_date(datetime.fromtimestamp(int(t), UTC)) for t in result.close_ts}
+    assert out["days"] == len(days) >= 20
+    curve = out["equity_curve"]
+    assert len(curve) <= 2000 < result.bars
+    assert curve[-1]["equity"] == f"{result.equity[-1]:.2f}"
+    assert max(Decimal(p["equity"]) for p in curve) == Decimal(f"{max(10000.0, result.equity.max()):.2f}")
+    assert min(Decimal(p["equity"]) for p in curve) == Decimal(f"{min(10000.0, result.equity.min()):.2f}")
+    assert out["classification"]["verdict"] in (m.PROMOTABLE, m.MARGINAL, m.REJECTED)
