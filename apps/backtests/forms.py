@@ -33,6 +33,7 @@ LABELS = {
     "initial_capital": "Initial capital",
     "risk_limits": "Risk limits",
     "parameters": "Parameters",
+    "non_field_errors": "The request",
 }
 
 

@@ -52,11 +52,12 @@ def backtest_activity(*, bot_id: int | None = None) -> bool:
     return qs.exists()
 
 
-def backtest_bot_choices() -> list[Any]:
-    """The bots a backtest can be run from (every one but the RETIRED), by name then id. Bots sit
-    above backtests: the model is reached by its label."""
-    bot_model = django_apps.get_model("bots", "Bot")
-    return list(bot_model.objects.exclude(stage="RETIRED").order_by("name", "id"))
+def backtest_bot_choices(*, retired: bool = False) -> list[Any]:
+    """The bots a backtest can be run from (every one but the RETIRED, unless `retired`: a filter
+    of past backtests lists those too), by name then id. Bots sit above backtests: the model is
+    reached by its label."""
+    qs = django_apps.get_model("bots", "Bot").objects.order_by("name", "id")
+    return list(qs if retired else qs.exclude(stage="RETIRED"))
 
 
 def backtest_trade_marks(*, backtest: Backtest, limit: int) -> tuple[list[dict[str, Any]], bool]:

@@ -208,7 +208,7 @@ def _list_context(request: HtmxHttpRequest, **form: Any) -> dict[str, Any]:
     qs = selectors.backtest_list(filters={"bot_id": f.get("bot"), "status": f.get("status") or None})
     offset = (number - 1) * PER_PAGE
     rows = list(qs.select_related("bot")[offset : offset + PER_PAGE + 1])  # one more: is there a next page?
-    bots = selectors.backtest_bot_choices()
+    bots = selectors.backtest_bot_choices(retired=True)
     can_operate = user_has_role(request.user, Role.OPERATOR)
     context = {
         "nav": "backtests",
@@ -224,7 +224,7 @@ def _list_context(request: HtmxHttpRequest, **form: Any) -> dict[str, Any]:
         "list_url": request.get_full_path() if request.method == "GET" else reverse("backtest-pages:list"),
     }
     if can_operate:
-        context.update(form or create_form_context(request, bots))
+        context.update(form or create_form_context(request, [b for b in bots if b.stage != "RETIRED"]))
     return context
 
 
