@@ -406,3 +406,15 @@ def test_the_price_data_of_an_unfinished_backtest_says_why_there_is_none(viewer:
     backtest = BacktestFactory(status=Status.RUNNING)
     response = _client(viewer).get(f"/backtests/{backtest.pk}/prices.json")
     assert response.status_code == 409 and response.json()["error_code"] == "BACKTEST_NOT_FINISHED"
+
+
+def test_page_words_turn_the_backtest_endpoint_into_the_form_that_does_it() -> None:
+    from apps.core.templatetags.observatory import page_fix
+
+    html = str(page_fix("Run one on the Backtests page (POST /api/backtests), then promote again.", 7))
+    assert html == (
+        'Run one on the <a href="/backtests/">Backtests page</a> '
+        '(<a href="/backtests/?run_bot=7#new-backtest">New backtest on the Backtests page</a>), then promote again.'
+    )
+    # Not an endpoint below it (GET /api/backtests/{id} stays as written).
+    assert "<a" not in str(page_fix("GET /api/backtests/12/trades lists them."))
