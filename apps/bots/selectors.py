@@ -4,22 +4,32 @@ Runners live in a higher app: they are reached by their label, never imported.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import QuerySet
+from django.utils import timezone
 
+from apps.backtests.models import Backtest
 from apps.bots import strategies
 from apps.bots.exceptions import BotNotFound, InvalidStageTransition
 from apps.bots.models import Bot, BotConfigVersion
 from apps.integrations.selectors import integration_status_list
+from apps.trading import services as trading_services
+from apps.trading.fills import FillModel
 
 Stage = Bot.Stage
 
 # The only promotions: one step up. Demotion goes to any lower stage, or to RETIRED.
 PROMOTIONS: dict[str, str] = {Stage.LAB: Stage.PAPER, Stage.PAPER: Stage.LIVE}
 STAGE_ORDER: dict[str, int] = {Stage.LAB: 0, Stage.PAPER: 1, Stage.LIVE: 2}
+
+# The gate reads at most this many SUCCEEDED backtests of the current config version, newest first.
+GATE_BACKTESTS_READ = 50
 
 # LAB→PAPER may be forced past these by an admin (PAPER is simulated money). PAPER→LIVE: nothing.
 OVERRIDABLE_GATES: dict[tuple[str, str], frozenset[str]] = {
@@ -89,15 +99,148 @@ def _kill_gate(bot: Bot) -> dict[str, Any]:
     return _gate("not_killed", True, "the kill latch is clear.")
 
 
+def _when(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _window(bt: Backtest) -> str:
+    return f"{_when(bt.start)} to {_when(bt.end)}"
+
+
+def _not_this_config(bt: Backtest, bot: Bot, sim: FillModel) -> str | None:
+    """Why a backtest of the bot's current config version is still not evidence for the bot as it is
+    now, or None. The version covers parameters and risk limits; strategy, instrument and timeframe
+    may change without one, and a backtest may have run a matrix variant, its own risk limits or a
+    cheaper fill model than SIM's."""
+    if (bt.strategy_key, bt.instrument, bt.timeframe) != (bot.strategy_key, bot.instrument, bot.timeframe):
+        return (
+            f"it ran {bt.strategy_key} on {bt.instrument} {bt.timeframe}; the bot now trades "
+            f"{bot.strategy_key} on {bot.instrument} {bot.timeframe}"
+        )
+    parameters = bot.parameters or {}
+    if bt.parameters != parameters:
+        changed = sorted(k for k in {*bt.parameters, *parameters} if bt.parameters.get(k) != parameters.get(k))
+        return f"it ran other parameters ({', '.join(changed)})"
+    if bt.risk_limits != (bot.risk_limits or {}):
+        return "it ran with no risk checks" if bt.risk_limits is None else "it ran with other risk limits"
+    try:
+        slippage = int(bt.fill_model["slippage_ticks"])
+        commission = Decimal(str(bt.fill_model["commission_per_contract"]))
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return "its fill model is not recorded"
+    if slippage < sim.slippage_ticks or commission < sim.commission_per_contract:
+        return (
+            f"it assumed lower costs ({slippage} tick(s) of slippage, {commission} USD commission) than the SIM "
+            f"fill model ({sim.slippage_ticks}, {sim.commission_per_contract})"
+        )
+    return None
+
+
+def _backtest_shortfalls(bt: Backtest, *, min_days: int, oldest: datetime) -> list[str]:
+    """What keeps a matching SUCCEEDED backtest from passing the gate, in words (empty: it passes)."""
+    problems = []
+    verdict = (bt.classification or {}).get("verdict")
+    if verdict != "PROMOTABLE":
+        reasons = "; ".join(r.get("message", r.get("code", "")) for r in (bt.classification or {}).get("reasons", []))
+        problems.append(f"it is {verdict or 'not classified'}" + (f" ({reasons})" if reasons else ""))
+    if bt.trading_days is None:
+        problems.append(f"the trading days it covers are not recorded ({min_days} needed)")
+    elif bt.trading_days < min_days:
+        problems.append(f"it covers {bt.trading_days} trading days, {min_days} needed")
+    if bt.finished_at is None or bt.finished_at < oldest:
+        problems.append(
+            f"it finished {_when(bt.finished_at) if bt.finished_at else 'at an unknown time'}, more than "
+            f"{settings.BACKTEST_GATE_MAX_AGE_DAYS} days ago"
+        )
+    return problems
+
+
 def _backtest_gate(bot: Bot) -> dict[str, Any]:
-    # Fails closed until the backtests app can answer; it never guesses.
-    return _gate(
-        "backtest_promotable",
-        False,
-        "no backtest has classified this strategy and config as promotable (TradeOps cannot run backtests "
-        "yet), so there is no evidence that it earns money on real bars. An admin may override this gate "
-        "for PAPER, which trades simulated money; the override is audited.",
+    """LAB→PAPER: a SUCCEEDED backtest of the bot's current config, classified PROMOTABLE, covering at
+    least BACKTEST_GATE_MIN_TRADING_DAYS trading days, finished within BACKTEST_GATE_MAX_AGE_DAYS.
+    Passing, the detail names it; failing, it says what is missing and how to get it. A parameter or
+    risk-limit change (a new config version) needs new evidence."""
+    min_days = settings.BACKTEST_GATE_MIN_TRADING_DAYS
+    oldest = timezone.now() - timedelta(days=settings.BACKTEST_GATE_MAX_AGE_DAYS)
+    sim = trading_services.sim_fill_model()
+    version = bot.config_version
+    todo = (
+        f'Run one from the Backtests page, or POST /api/backtests with {{"bot_id": {bot.pk}, "start", "end"}} '
+        f"over at least {min_days} trading days."
     )
+    mine = Backtest.objects.filter(bot_id=bot.pk, config_version=version).order_by("-created_at", "-id")
+    succeeded = list(
+        mine.filter(status=Backtest.Status.SUCCEEDED).order_by("-finished_at", "-id")[:GATE_BACKTESTS_READ]
+    )
+    matching, other = [], []
+    for bt in succeeded:
+        why = _not_this_config(bt, bot, sim)
+        (other if why else matching).append((bt, why))
+    for bt, _ in matching:
+        if not _backtest_shortfalls(bt, min_days=min_days, oldest=oldest):
+            metrics = bt.metrics or {}
+            newer = [b for b, _ in matching if b.finished_at and bt.finished_at and b.finished_at > bt.finished_at]
+            note = ""
+            if newer:
+                listed = ", ".join(
+                    f"{b.pk} ({(b.classification or {}).get('verdict') or 'not classified'})" for b in newer
+                )
+                note = f" Newer backtests of this config that do not qualify: {listed}."
+            return _gate(
+                "backtest_promotable",
+                True,
+                f"backtest {bt.pk} of config v{version} is PROMOTABLE: {bt.strategy_key} on {bt.instrument} "
+                f"{bt.timeframe} from {_window(bt)}, {bt.trading_days} trading days, {metrics.get('trades')} trades, "
+                f"expectancy {metrics.get('expectancy')} USD, profit factor {metrics.get('profit_factor')}, "
+                f"finished {_when(bt.finished_at)}.{note}",
+            )
+    if matching:
+        newest = matching[0][0]
+        detail = (
+            f"the newest backtest of config v{version}, backtest {newest.pk} ({_window(newest)}, finished "
+            f"{_when(newest.finished_at) if newest.finished_at else 'at an unknown time'}), does not qualify: "
+            + "; ".join(_backtest_shortfalls(newest, min_days=min_days, oldest=oldest))
+            + "."
+        )
+        promotable = next((b for b, _ in matching[1:] if (b.classification or {}).get("verdict") == "PROMOTABLE"), None)
+        if promotable is not None:
+            detail += (
+                f" Backtest {promotable.pk} is PROMOTABLE but "
+                + "; ".join(_backtest_shortfalls(promotable, min_days=min_days, oldest=oldest))
+                + "."
+            )
+        return _gate("backtest_promotable", False, f"{detail} {todo}")
+
+    parts = [f"no backtest of {bot.name}'s current config (v{version}) has succeeded."]
+    open_one = mine.filter(status__in=[Backtest.Status.QUEUED, Backtest.Status.RUNNING]).first()
+    if open_one is not None:
+        parts.append(
+            f"Backtest {open_one.pk} ({_window(open_one)}) is {open_one.status} ({open_one.progress:.0%}): "
+            "the gate reads it once it has succeeded."
+        )
+    failed = mine.filter(status=Backtest.Status.FAILED).first()
+    if failed is not None and open_one is None:
+        error = failed.error or {}
+        parts.append(
+            f"The newest attempt, backtest {failed.pk}, FAILED"
+            + (f" ({error.get('error_code')}: {error.get('message')})" if error else "")
+            + "."
+        )
+    if other:
+        bt, why = other[0]
+        parts.append(f"Backtest {bt.pk} is of this config version but is not evidence for the bot as it is: {why}.")
+    earlier = (
+        Backtest.objects.filter(bot_id=bot.pk, status=Backtest.Status.SUCCEEDED, config_version__lt=version)
+        .order_by("-config_version", "-finished_at", "-id")
+        .first()
+    )
+    if earlier is not None:
+        parts.append(
+            f"Backtest {earlier.pk} is of config v{earlier.config_version}; the parameters or risk limits have "
+            f"changed since (now v{version}), so it is not evidence for this config."
+        )
+    parts.append(todo)
+    return _gate("backtest_promotable", False, " ".join(parts))
 
 
 def _runner_gate(bot: Bot) -> dict[str, Any]:

@@ -25,3 +25,12 @@ BACKTEST_CLASSIFICATION: dict[str, object] = {
     "min_expectancy": env.str("BACKTEST_MIN_EXPECTANCY", default="0"),
     "max_drawdown_pct": env.str("BACKTEST_MAX_DRAWDOWN_PCT", default="20"),
 }
+
+# The LAB→PAPER gate (apps/bots/selectors.py): it passes on a SUCCEEDED backtest of the bot's
+# current config (config version, strategy, parameters, instrument, timeframe, risk limits; costs
+# at least the SIM fill model's) classified PROMOTABLE, covering at least this many CME trading
+# days and finished at most this many days ago.
+BACKTEST_GATE_MIN_TRADING_DAYS = env.int(
+    "BACKTEST_GATE_MIN_TRADING_DAYS", default=int(BACKTEST_CLASSIFICATION["min_trading_days"])
+)
+BACKTEST_GATE_MAX_AGE_DAYS = env.int("BACKTEST_GATE_MAX_AGE_DAYS", default=30)

@@ -14,10 +14,50 @@ from apps.bots import strategies
 from apps.market import hours
 from apps.market.bars import MarketBar
 from apps.market.services import bars_store
+from tests.bots.factories import BotFactory
+
+WINDOW_START = datetime(2025, 9, 1, tzinfo=UTC)
+
+
+class BacktestFactory(DjangoModelFactory):
+    """A SUCCEEDED backtest of its bot's current config (version, strategy, parameters, instrument,
+    timeframe, risk limits, the SIM fill model), classified PROMOTABLE over 40 trading days and
+    finished a day ago. It writes the row directly: for tests of what reads backtests (the gate)."""
+
+    class Meta:
+        model = Backtest
+
+    class Params:
+        verdict = "PROMOTABLE"
+        reasons: list[dict[str, str]] = []
+
+    bot = factory.SubFactory(BotFactory)
+    config_version = factory.LazyAttribute(lambda o: o.bot.config_version)
+    strategy_key = factory.LazyAttribute(lambda o: o.bot.strategy_key)
+    parameters = factory.LazyAttribute(lambda o: dict(o.bot.parameters))
+    instrument = factory.LazyAttribute(lambda o: o.bot.instrument)
+    timeframe = factory.LazyAttribute(lambda o: o.bot.timeframe)
+    risk_limits = factory.LazyAttribute(lambda o: dict(o.bot.risk_limits))
+    data_provider = "databento"
+    start = WINDOW_START
+    end = WINDOW_START + timedelta(days=56)
+    fill_model = factory.LazyFunction(lambda: {"slippage_ticks": 1, "commission_per_contract": "0.85"})
+    initial_capital = Decimal(10000)
+    status = Backtest.Status.SUCCEEDED
+    progress = 1.0
+    bars = 15000
+    trading_days = 40
+    metrics = factory.LazyFunction(
+        lambda: {"trades": 64, "expectancy": "12.40", "profit_factor": "1.3500", "net_pnl": "793.60", "unknown": {}}
+    )
+    classification = factory.LazyAttribute(lambda o: {"verdict": o.verdict, "reasons": o.reasons, "thresholds": {}})
+    started_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1, minutes=1))
+    finished_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
+
 
 # A window of CME equity-index futures trading (Monday 08:00 CT to Tuesday 08:00 CT, no holiday).
-WINDOW_START = datetime(2025, 12, 15, 14, 0, tzinfo=UTC)
-WINDOW_END = datetime(2025, 12, 16, 14, 0, tzinfo=UTC)
+DAY_START = datetime(2025, 12, 15, 14, 0, tzinfo=UTC)
+DAY_END = datetime(2025, 12, 16, 14, 0, tzinfo=UTC)
 # Short lookbacks and a tight stop, so a day of one-minute bars holds trades of every kind.
 TREND_PARAMETERS = {"fast_period": 3, "slow_period": 8, "atr_period": 5, "stop_atr_multiple": 1.0}
 
@@ -41,7 +81,7 @@ def store_walk(*, seed: int, start: datetime, end: datetime, instrument: str = "
     return len(bars)
 
 
-class BacktestFactory(DjangoModelFactory):
+class StrategyBacktestFactory(DjangoModelFactory):
     """A strategy backtest row as the service writes it, QUEUED, without its job: for tests of what
     the pages show of a row in each state (a finished one: `finished=True` stores a result of the
     shape apps.backtests.metrics writes)."""
@@ -94,8 +134,8 @@ class BacktestFactory(DjangoModelFactory):
     parameters = factory.LazyFunction(lambda: dict(strategies.STRATEGIES["trend_following"].defaults()))
     instrument = "MES"
     timeframe = "1m"
-    start = WINDOW_START
-    end = WINDOW_END
+    start = DAY_START
+    end = DAY_END
     fill_model = factory.LazyFunction(lambda: {"slippage_ticks": 1, "commission_per_contract": "0.85"})
     risk_limits = None
     initial_capital = Decimal(10000)
@@ -128,9 +168,9 @@ def trade(backtest: Backtest, seq: int, **overrides: Any) -> BacktestTrade:
     fields: dict[str, Any] = {
         "side": "LONG",
         "quantity": 1,
-        "entry_ts": WINDOW_START + timedelta(minutes=2 * seq),
+        "entry_ts": DAY_START + timedelta(minutes=2 * seq),
         "entry_price": Decimal("6000.25"),
-        "exit_ts": WINDOW_START + timedelta(minutes=2 * seq + 1),
+        "exit_ts": DAY_START + timedelta(minutes=2 * seq + 1),
         "exit_price": Decimal("6010.50"),
         "exit_reason": "SIGNAL",
         "pnl": Decimal("49.55"),

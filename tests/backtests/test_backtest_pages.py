@@ -15,10 +15,10 @@ from django.test import Client
 from apps.backtests.models import Backtest, Status
 from apps.core.errors import error_body
 from tests.backtests.factories import (
+    DAY_END,
+    DAY_START,
     TREND_PARAMETERS,
-    WINDOW_END,
-    WINDOW_START,
-    BacktestFactory,
+    StrategyBacktestFactory,
     finished_metrics,
     store_walk,
     trade,
@@ -44,8 +44,8 @@ def _form(**overrides: Any) -> dict[str, Any]:
         "strategy_key": "trend_following",
         "instrument": "MES",
         "timeframe": "1m",
-        "start": WINDOW_START.strftime("%Y-%m-%dT%H:%M"),
-        "end": WINDOW_END.strftime("%Y-%m-%dT%H:%M"),
+        "start": DAY_START.strftime("%Y-%m-%dT%H:%M"),
+        "end": DAY_END.strftime("%Y-%m-%dT%H:%M"),
         "fill_model.slippage_ticks": "",
         "fill_model.commission_per_contract": "",
         "initial_capital": "",
@@ -72,15 +72,15 @@ def _section(html: str, element_id: str) -> str:
 @pytest.fixture
 def stored_window(settings: Any) -> int:
     settings.MARKET_DATA_RECENT_HOURS = 24 * 365 * 20  # the generated bars are final, however "recent"
-    return store_walk(seed=11, start=WINDOW_START - timedelta(hours=3), end=WINDOW_END)
+    return store_walk(seed=11, start=DAY_START - timedelta(hours=3), end=DAY_END)
 
 
 # --- roles -----------------------------------------------------------------------------------------
 
 
 def test_it_shows_a_viewer_the_list_without_forms_or_buttons(viewer: Any) -> None:
-    backtest = BacktestFactory(finished=True)
-    running = BacktestFactory(status=Status.RUNNING, progress=0.4)
+    backtest = StrategyBacktestFactory(finished=True)
+    running = StrategyBacktestFactory(status=Status.RUNNING, progress=0.4)
     html = _client(viewer).get(LIST).content.decode()
     assert f'id="backtest-{backtest.pk}"' in html and "Marginal" in html
     assert 'id="new-backtest"' not in html and "Run backtest" not in html
@@ -98,7 +98,7 @@ def test_it_gives_an_operator_the_new_backtest_form(operator: Any) -> None:
 
 
 def test_it_answers_404_to_a_user_without_a_role(stranger: Any) -> None:
-    backtest = BacktestFactory()
+    backtest = StrategyBacktestFactory()
     client = _client(stranger)
     assert client.get(LIST).status_code == 404
     assert client.get(f"/backtests/{backtest.pk}/").status_code == 404
@@ -115,7 +115,7 @@ def test_it_sends_a_signed_out_visitor_to_sign_in() -> None:
 
 
 def test_a_viewer_can_neither_create_nor_cancel(viewer: Any) -> None:
-    running = BacktestFactory(status=Status.RUNNING)
+    running = StrategyBacktestFactory(status=Status.RUNNING)
     client = _client(viewer)
     assert client.post(NEW, _form()).status_code == 403
     assert client.post(f"/backtests/{running.pk}/cancel").status_code == 403
@@ -150,7 +150,7 @@ def test_the_form_names_every_bad_field_in_place_and_keeps_what_was_typed(operat
 
 
 def test_the_form_without_htmx_answers_400_with_the_page(operator: Any) -> None:
-    response = _client(operator).post(NEW, _form(end=WINDOW_START.strftime("%Y-%m-%dT%H:%M")))
+    response = _client(operator).post(NEW, _form(end=DAY_START.strftime("%Y-%m-%dT%H:%M")))
     assert response.status_code == 400
     text = _text(response.content.decode())
     assert "End must be after start." in text and "<h1>" not in text
@@ -251,7 +251,7 @@ def test_a_figure_that_cannot_be_computed_shows_a_dash_and_its_reason_never_zero
         unknown=reasons,
         **dict.fromkeys(reasons),
     )
-    backtest = BacktestFactory(finished=True, metrics=metrics)
+    backtest = StrategyBacktestFactory(finished=True, metrics=metrics)
     html = _client(viewer).get(f"/backtests/{backtest.pk}/").content.decode()
     for key, reason in reasons.items():
         card = _section(html, f"metric-{key}")
@@ -270,7 +270,7 @@ def test_a_failed_backtest_shows_its_error_what_to_do_and_the_trace_id(viewer: A
         gaps=[{"start": "2025-12-15T15:00:00+00:00", "end": "2025-12-15T15:30:00+00:00", "slots": 30}],
         gaps_total=1,
     )
-    backtest = BacktestFactory(status=Status.FAILED, error=envelope)
+    backtest = StrategyBacktestFactory(status=Status.FAILED, error=envelope)
     html = _client(viewer).get(f"/backtests/{backtest.pk}/").content.decode()
     error = _section(html, "backtest-error")
     assert "DATA_UNAVAILABLE" in error and envelope["message"] in error
@@ -284,7 +284,7 @@ def test_a_failed_backtest_shows_its_error_what_to_do_and_the_trace_id(viewer: A
 
 
 def test_a_running_backtest_shows_its_progress_and_an_operator_can_cancel_it(operator: Any) -> None:
-    backtest = BacktestFactory(status=Status.RUNNING, progress=0.42)
+    backtest = StrategyBacktestFactory(status=Status.RUNNING, progress=0.42)
     html = _client(operator).get(f"/backtests/{backtest.pk}/").content.decode()
     assert 'id="backtest-progress-bar"' in html and 'value="42"' in html
     assert 'hx-trigger="every 2s' in html and "Cancel backtest" in html
@@ -303,13 +303,13 @@ def test_a_running_backtest_shows_its_progress_and_an_operator_can_cancel_it(ope
 
 
 def test_the_progress_poll_reloads_the_page_once_the_backtest_has_finished(viewer: Any) -> None:
-    backtest = BacktestFactory(finished=True)
+    backtest = StrategyBacktestFactory(finished=True)
     poll = _client(viewer, htmx=True).get(f"/backtests/{backtest.pk}/?part=progress")
     assert poll["HX-Refresh"] == "true"
 
 
 def test_cancelling_a_finished_backtest_is_refused_in_place(operator: Any) -> None:
-    backtest = BacktestFactory(finished=True)
+    backtest = StrategyBacktestFactory(finished=True)
     answer = _client(operator, htmx=True).post(f"/backtests/{backtest.pk}/cancel")
     assert answer.status_code == 200
     text = _text(answer.content.decode())
@@ -319,7 +319,7 @@ def test_cancelling_a_finished_backtest_is_refused_in_place(operator: Any) -> No
 
 
 def test_the_trade_table_pages_through_every_trade(viewer: Any) -> None:
-    backtest = BacktestFactory(finished=True, metrics=finished_metrics(trades=60))
+    backtest = StrategyBacktestFactory(finished=True, metrics=finished_metrics(trades=60))
     for seq in range(1, 61):
         trade(backtest, seq, side="SHORT" if seq % 2 else "LONG", pnl=Decimal("-12.5") if seq == 3 else Decimal("7"))
     html = _client(viewer).get(f"/backtests/{backtest.pk}/").content.decode()
@@ -335,7 +335,7 @@ def test_the_trade_table_pages_through_every_trade(viewer: Any) -> None:
 
 def test_the_config_links_the_bot_and_says_when_it_has_moved_on(viewer: Any) -> None:
     bot = BotFactory(name="Moved on")
-    backtest = BacktestFactory(finished=True, bot=bot, config_version=bot.config_version)
+    backtest = StrategyBacktestFactory(finished=True, bot=bot, config_version=bot.config_version)
     html = _client(viewer).get(f"/backtests/{backtest.pk}/").content.decode()
     config = _section(html, "backtest-config")
     assert f"Moved on , config v{bot.config_version}" in config and "not evidence" not in config
@@ -349,7 +349,7 @@ def test_the_config_links_the_bot_and_says_when_it_has_moved_on(viewer: Any) -> 
 
 
 def test_the_list_polls_only_while_a_backtest_is_queued_or_running(viewer: Any) -> None:
-    backtest = BacktestFactory(finished=True)
+    backtest = StrategyBacktestFactory(finished=True)
     client = _client(viewer, htmx=True)
     quiet = client.get(LIST)
     assert quiet.status_code == 286 and "every 3s" not in quiet.content.decode()
@@ -362,8 +362,8 @@ def test_the_list_polls_only_while_a_backtest_is_queued_or_running(viewer: Any) 
 
 def test_the_list_filters_by_bot_and_status(viewer: Any) -> None:
     bot = BotFactory(name="Filtered")
-    mine = BacktestFactory(finished=True, bot=bot, config_version=1)
-    other = BacktestFactory(status=Status.FAILED, error=error_body(status=500))
+    mine = StrategyBacktestFactory(finished=True, bot=bot, config_version=1)
+    other = StrategyBacktestFactory(status=Status.FAILED, error=error_body(status=500))
     client = _client(viewer)
     by_bot = client.get(f"{LIST}?bot={bot.pk}").content.decode()
     assert f'id="backtest-{mine.pk}"' in by_bot and f'id="backtest-{other.pk}"' not in by_bot
@@ -377,23 +377,23 @@ def test_the_list_filters_by_bot_and_status(viewer: Any) -> None:
 
 
 def test_the_price_data_is_the_window_s_bars_with_each_trade_marked(viewer: Any, stored_window: int) -> None:
-    backtest = BacktestFactory(finished=True)
-    trade(backtest, 1, entry_ts=WINDOW_START + timedelta(minutes=5), exit_ts=WINDOW_START + timedelta(minutes=9))
+    backtest = StrategyBacktestFactory(finished=True)
+    trade(backtest, 1, entry_ts=DAY_START + timedelta(minutes=5), exit_ts=DAY_START + timedelta(minutes=9))
     trade(
         backtest,
         2,
         side="SHORT",
         exit_reason="STOP",
-        entry_ts=WINDOW_START + timedelta(minutes=20),
-        exit_ts=WINDOW_START + timedelta(minutes=21),
+        entry_ts=DAY_START + timedelta(minutes=20),
+        exit_ts=DAY_START + timedelta(minutes=21),
     )
     response = _client(viewer).get(f"/backtests/{backtest.pk}/prices.json")
     assert response.status_code == 200
     data = response.json()
     window_bars = stored_window - 180  # the three hours before the window are warm-up, not drawn
     assert data["bars"] == window_bars and data["bars_per_candle"] == 1 and len(data["candles"]) == window_bars
-    assert data["candles"][0]["time"] == int(WINDOW_START.timestamp())
-    assert [(m["time"] - int(WINDOW_START.timestamp()), m["text"]) for m in data["markers"]] == [
+    assert data["candles"][0]["time"] == int(DAY_START.timestamp())
+    assert [(m["time"] - int(DAY_START.timestamp()), m["text"]) for m in data["markers"]] == [
         (300, "Long"),
         (540, "Exit"),
         (1200, "Short"),
@@ -403,7 +403,7 @@ def test_the_price_data_is_the_window_s_bars_with_each_trade_marked(viewer: Any,
 
 
 def test_the_price_data_of_an_unfinished_backtest_says_why_there_is_none(viewer: Any) -> None:
-    backtest = BacktestFactory(status=Status.RUNNING)
+    backtest = StrategyBacktestFactory(status=Status.RUNNING)
     response = _client(viewer).get(f"/backtests/{backtest.pk}/prices.json")
     assert response.status_code == 409 and response.json()["error_code"] == "BACKTEST_NOT_FINISHED"
 

@@ -1,6 +1,7 @@
-"""Stage changes through the gate table: LAB→PAPER fails closed until backtests exist (an admin
-may override), PAPER→LIVE is admin-only and never overridable, demotion is always allowed, and a
-conditional UPDATE keeps two concurrent promotions from both succeeding."""
+"""Stage changes through the gate table: LAB→PAPER fails closed without a promotable backtest (an
+admin may override; tests/bots/test_backtest_gate.py has the backtest evidence), PAPER→LIVE is
+admin-only and never overridable, demotion is always allowed, and a conditional UPDATE keeps two
+concurrent promotions from both succeeding."""
 
 from __future__ import annotations
 
@@ -59,7 +60,12 @@ def test_lab_to_paper_fails_closed_without_a_promotable_backtest(token_client: A
     response = _promote(token_client("operator"), bot, "PAPER")
     gates = _gates(response)
     assert gates["backtest_promotable"]["passed"] is False
-    assert gates["backtest_promotable"]["detail"].startswith("no backtest has classified this strategy")
+    detail = gates["backtest_promotable"]["detail"]
+    assert detail.startswith(f"no backtest of {bot.name}'s current config (v1) has succeeded.")
+    assert detail.endswith(
+        f'Run one from the Backtests page, or POST /api/backtests with {{"bot_id": {bot.pk}, "start", "end"}} '
+        "over at least 20 trading days."
+    )
     assert gates["strategy_valid"]["passed"] and gates["not_killed"]["passed"]
     assert response.json()["trace_id"] == response["X-Trace-Id"]
     assert _stage(bot) == "LAB"

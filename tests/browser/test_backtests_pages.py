@@ -13,10 +13,10 @@ from playwright.sync_api import expect
 
 from apps.backtests.models import Backtest, Status
 from tests.backtests.factories import (
+    DAY_END,
+    DAY_START,
     TREND_PARAMETERS,
-    WINDOW_END,
-    WINDOW_START,
-    BacktestFactory,
+    StrategyBacktestFactory,
     finished_metrics,
     store_walk,
     trade,
@@ -31,12 +31,12 @@ FORMAT = "%Y-%m-%dT%H:%M"
 @pytest.fixture
 def stored_window(settings: Any) -> int:
     settings.MARKET_DATA_RECENT_HOURS = 24 * 365 * 20  # the generated bars are final, however "recent"
-    return store_walk(seed=5, start=WINDOW_START - timedelta(hours=3), end=WINDOW_END)
+    return store_walk(seed=5, start=DAY_START - timedelta(hours=3), end=DAY_END)
 
 
 def _fill_window(page: Any) -> None:
-    page.fill("#id-bt-start", WINDOW_START.strftime(FORMAT))
-    page.fill("#id-bt-end", WINDOW_END.strftime(FORMAT))
+    page.fill("#id-bt-start", DAY_START.strftime(FORMAT))
+    page.fill("#id-bt-end", DAY_END.strftime(FORMAT))
 
 
 def _expect_result_page(page: Any, backtest: Backtest) -> None:
@@ -115,7 +115,7 @@ def test_run_a_backtest_from_the_bot_page_and_see_it_there(
 
 
 def test_a_running_backtest_s_progress_bar_moves_and_cancel_stops_it(page: Any, sign_in: Any, operator: Any) -> None:
-    backtest = BacktestFactory(status=Status.RUNNING, progress=0.1)
+    backtest = StrategyBacktestFactory(status=Status.RUNNING, progress=0.1)
     sign_in(page, operator, next_path=f"/backtests/{backtest.pk}/")
     bar = page.locator("#backtest-progress-bar")
     expect(bar).to_have_attribute("value", "10")
@@ -132,11 +132,11 @@ def test_a_running_backtest_s_progress_bar_moves_and_cancel_stops_it(page: Any, 
 
 
 def test_a_backtest_that_finishes_while_watched_shows_its_result(page: Any, sign_in: Any, viewer: Any) -> None:
-    backtest = BacktestFactory(status=Status.RUNNING, progress=0.9)
+    backtest = StrategyBacktestFactory(status=Status.RUNNING, progress=0.9)
     sign_in(page, viewer, next_path=f"/backtests/{backtest.pk}/")
     expect(page.locator("#backtest-progress-bar")).to_have_attribute("value", "90")
     expect(page.locator("#backtest-cancel")).to_have_count(0)  # a viewer has no buttons
-    done = BacktestFactory.build(finished=True)
+    done = StrategyBacktestFactory.build(finished=True)
     Backtest.objects.filter(pk=backtest.pk).update(
         status=Status.SUCCEEDED,
         progress=1.0,
@@ -155,8 +155,8 @@ def test_a_backtest_that_finishes_while_watched_shows_its_result(page: Any, sign
 
 def test_refreshes_keep_what_the_operator_opened(page: Any, sign_in: Any, operator: Any) -> None:
     # The list refreshes every 3 s while something runs; the form opened and half filled stays.
-    BacktestFactory(status=Status.RUNNING, progress=0.2)
-    finished = BacktestFactory(finished=True, metrics=finished_metrics(trades=70))
+    StrategyBacktestFactory(status=Status.RUNNING, progress=0.2)
+    finished = StrategyBacktestFactory(finished=True, metrics=finished_metrics(trades=70))
     for seq in range(1, 71):
         trade(finished, seq)
     sign_in(page, operator, next_path="/backtests/")
