@@ -411,10 +411,16 @@ def test_the_price_data_of_an_unfinished_backtest_says_why_there_is_none(viewer:
 def test_page_words_turn_the_backtest_endpoint_into_the_form_that_does_it() -> None:
     from apps.core.templatetags.observatory import page_fix
 
-    html = str(page_fix("Run one on the Backtests page (POST /api/backtests), then promote again.", 7))
-    assert html == (
-        'Run one on the <a href="/backtests/">Backtests page</a> '
-        '(<a href="/backtests/?run_bot=7#new-backtest">New backtest on the Backtests page</a>), then promote again.'
+    gate = 'Run one from the Backtests page, or POST /api/backtests with {"bot_id": 7, "start", "end"} over 20 days.'
+    assert str(page_fix(gate, 7)) == (
+        'Run one from the <a href="/backtests/?run_bot=7#new-backtest">Backtests page</a> over 20 days.'
+    )
+    assert str(page_fix("See the Backtests page (POST /api/backtests).", 7)) == (
+        'See the <a href="/backtests/">Backtests page</a> '
+        '(<a href="/backtests/?run_bot=7#new-backtest">New backtest on the Backtests page</a>).'
+    )
+    assert str(page_fix("the newest backtest of config v2, backtest 41 (REJECTED)")) == (
+        'the newest backtest of config v2, backtest <a href="/backtests/41/">41</a> (REJECTED)'
     )
     # Not an endpoint below it (GET /api/backtests/{id} stays as written).
     assert "<a" not in str(page_fix("GET /api/backtests/12/trades lists them."))
