@@ -14,7 +14,7 @@ content can no longer change without someone acting is answered 286 (htmx stops 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, HttpResponseStopPolling
@@ -121,7 +122,7 @@ class ListFilterForm(django_forms.Form):
 
 
 def _default_window() -> tuple[str, str]:
-    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=DEFAULT_WINDOW_DAYS)
     return start.strftime(backtest_forms.DATETIME_FORMAT), end.strftime(backtest_forms.DATETIME_FORMAT)
 
