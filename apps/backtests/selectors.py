@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.db.models import Case, Count, DecimalField, IntegerField, QuerySet, Sum, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -117,3 +118,34 @@ def matrix_results(*, matrix: BacktestMatrix, limit: int, offset: int = 0) -> tu
     for position, row in enumerate(rows[:limit], offset + 1):
         row.rank = position if row.status == Status.SUCCEEDED else None  # type: ignore[attr-defined]
     return rows[:limit], (offset + limit if len(rows) > limit else None)
+
+
+# -- reads of the Observatory's pages ----------------------------------------------------------
+
+
+def backtest_activity(*, bot_id: int | None = None) -> bool:
+    """True while a backtest (of this bot, when given) is QUEUED or RUNNING: while its progress or
+    its outcome can change without anyone acting, the pages that show it poll; only then."""
+    qs = Backtest.objects.filter(status__in=OPEN_STATUSES)
+    if bot_id is not None:
+        qs = qs.filter(bot_id=bot_id)
+    return qs.exists()
+
+
+def backtest_bot_choices(*, retired: bool = False) -> list[Any]:
+    """The bots a backtest can be run from (every one but the RETIRED, unless `retired`: a filter
+    of past backtests lists those too), by name then id. Bots sit above backtests: the model is
+    reached by its label."""
+    qs = django_apps.get_model("bots", "Bot").objects.order_by("name", "id")
+    return list(qs if retired else qs.exclude(stage="RETIRED"))
+
+
+def backtest_trade_marks(*, backtest: Backtest, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """(the first `limit` trades' side, entry and exit times and exit reason, oldest first; True
+    when there are more) — what the price chart marks, without reading whole trade rows."""
+    rows = list(
+        BacktestTrade.objects.filter(backtest=backtest)
+        .order_by("seq")
+        .values("side", "entry_ts", "exit_ts", "exit_reason")[: limit + 1]
+    )
+    return rows[:limit], len(rows) > limit

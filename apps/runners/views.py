@@ -26,6 +26,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
 
+from apps.backtests import selectors as backtest_selectors
+from apps.backtests import views as backtest_views
 from apps.bots import selectors as bot_selectors
 from apps.bots import services as bot_services
 from apps.bots.exceptions import BotNotFound
@@ -204,6 +206,25 @@ def kill_all_release(request: HtmxHttpRequest) -> HttpResponse:
 # --- the bot page ----------------------------------------------------------------------------------
 
 
+BOT_BACKTESTS_SHOWN = 10
+
+
+def bot_backtests_context(bot: Bot) -> dict[str, Any]:
+    """The bot page's Backtests section: the bot's newest backtests, and the evidence the LAB→PAPER
+    gate reads — the gate itself, from the same gate table a promotion checks (a bot past LAB is
+    not gated by it any more)."""
+    backtests = backtest_selectors.backtest_list(filters={"bot_id": bot.pk})[:BOT_BACKTESTS_SHOWN]
+    gate = None
+    if bot.stage == Bot.Stage.LAB:
+        gates = bot_selectors.bot_promotion_gates(bot=bot, to_stage=Bot.Stage.PAPER)
+        gate = next((g for g in gates if g["name"] == "backtest_promotable"), None)
+    return {
+        "backtest_rows": [backtest_views.row(b) for b in backtests],
+        "backtest_gate": gate,
+        "backtests_polling": backtest_selectors.backtest_activity(bot_id=bot.pk),
+    }
+
+
 def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[str, Any]:
     try:
         runtime = runner_selectors.bot_runtime_get(bot_id=bot_id)
@@ -217,6 +238,7 @@ def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[st
         "is_admin": user_has_role(request.user, Role.ADMIN),
         "trading_states": ("ACTIVE", "REDUCING", "HALTED"),
         **bot_config_context(runtime.bot),
+        **bot_backtests_context(runtime.bot),
         **extra,
     }
 
@@ -226,11 +248,14 @@ def _bot_context(request: HtmxHttpRequest, bot_id: int, **extra: Any) -> dict[st
 @vary_on_headers("HX-Request")
 def bot_detail(request: HtmxHttpRequest, bot_id: int) -> HttpResponse:
     """The bot page; for htmx its live status region, or (?part=actions) its actions panel, which
-    refreshes when bots change elsewhere (a kill-all from the header)."""
+    refreshes when bots change elsewhere (a kill-all from the header), or (?part=backtests) its
+    Backtests section, polled while one of its backtests is queued or running."""
     require_viewer(request)
     context = _bot_context(request, bot_id)
     if request.htmx and request.GET.get("part") == "actions":
         return render(request, f"{BOT_PAGE}#bot-actions", context)
+    if request.htmx and request.GET.get("part") == "backtests":
+        return render_polled(request, BOT_PAGE, "bot-backtests", {**context, "polling": context["backtests_polling"]})
     return render_polled(request, BOT_PAGE, "bot-status", context)
 
 

@@ -16,7 +16,16 @@ def test_every_page_opens_without_a_console_error(page: Any, sign_in: Any, admin
     bot_services.bot_starter_pack(actor=admin_user)
     bot = Bot.objects.order_by("pk").first()
     sign_in(page, admin_user)
-    pages = ("/", "/connections/", "/connections/keys-needed/", "/bots/", f"/bots/{bot.pk}/", "/runners/", "/jobs/")
+    pages = (
+        "/",
+        "/connections/",
+        "/connections/keys-needed/",
+        "/bots/",
+        f"/bots/{bot.pk}/",
+        "/runners/",
+        "/jobs/",
+        "/backtests/",
+    )
     for path in pages:
         response = page.goto(path)
         assert response is not None and response.status == 200, path

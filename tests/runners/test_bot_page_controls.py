@@ -39,7 +39,12 @@ def test_a_refused_promotion_keeps_the_typed_reason_and_links_its_fix(operator: 
     assert re.search(r'id="promote-reason"[^>]*value="looks good"', html)
     assert 'id="demote-reason" name="reason" maxlength="1000" required value=""' in html  # only the sent form
     assert "Fix: Resolve every failed gate in the table above" in html
-    assert "current config (v1) has succeeded. Run one from the Backtests page" in html
+    # The gate's way to get evidence links the New backtest form, with this bot chosen.
+    assert (
+        f'current config (v1) has succeeded. Run one from the <a href="/backtests/?run_bot={bot.pk}#new-backtest">'
+        "Backtests page</a> over at least"
+    ) in html
+    assert "/api/backtests" not in html
     _no_api_words(html)
 
 

@@ -3,7 +3,8 @@
 Refusals and status items carry a `suggested_fix` that is also API text (SPEC §2 envelopes), so it
 names endpoints: `POST /api/bots/{id}/unkill`. An API client should read that; an operator at a page
 should get a link to the place that does it. `page_fix` rewrites such text for a page — the bot's
-real id instead of `{id}`, the bot page's control instead of the endpoint, a link to Connections —
+real id instead of `{id}`, the bot page's control instead of the endpoint, a link to Connections,
+the Backtests page's New backtest for `POST /api/backtests`, a backtest's page for "backtest 41" —
 without changing the API's contract."""
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ _RUNNER_STOP = re.compile(r"\(?\bPOST /api/runners/(?:\{id\}/)?stop\)?")
 _BOTS_COLLECTION = re.compile(r"\b(POST|GET) /api/bots/?(?=[\s.,;)]|$)")
 _KILL_ALL_RELEASE = re.compile(r"\(?\bPOST /api/system/kill-all/release\)?")
 _CONNECTIONS = re.compile(r"\b(?:on )?the Connections page\b")
+# "the Backtests page", alone or followed by its API equivalent ("…, or POST /api/backtests with
+# {…}"), or the endpoint alone: a link to the Backtests page's New backtest form.
+_BACKTEST_CREATE = r"\(?\bPOST /api/backtests\b(?!/)(?: with \{[^}]*\})?\)?"
+_BACKTEST_ID = re.compile(r"\b([Bb]acktest) (\d{1,12})\b")
+_BACKTESTS = re.compile(
+    rf"(?P<page>\bthe Backtests page\b)(?P<api>,? or {_BACKTEST_CREATE})?|(?P<endpoint>{_BACKTEST_CREATE})"
+)
 _GATES = re.compile(r"every gate with passed=false in `gates`")
 _CODE = re.compile(r"`([^`]+)`")
 
@@ -85,6 +93,22 @@ def page_fix(text: Any, bot_id: Any = None) -> SafeString:
             '<a href="{}">{}</a>',
             reverse("bot-pages:list") + ("#new-bot" if m.group(1) == "POST" else ""),
             "New bot on the Bots page" if m.group(1) == "POST" else "the Bots page",
+        ),
+        html,
+    )
+    new_backtest = reverse("backtest-pages:list") + (f"?run_bot={int(known)}" if known and known.isdigit() else "")
+
+    def backtests(match: re.Match[str]) -> str:
+        if match.group("page"):
+            url = f"{new_backtest}#new-backtest" if match.group("api") else reverse("backtest-pages:list")
+            return format_html('the <a href="{}">Backtests page</a>', url)
+        link = format_html('<a href="{}#new-backtest">New backtest on the Backtests page</a>', new_backtest)
+        return f"({link})" if bracketed(match) else link
+
+    html = _BACKTESTS.sub(backtests, html)
+    html = _BACKTEST_ID.sub(
+        lambda m: format_html(
+            '{} <a href="{}">{}</a>', m.group(1), reverse("backtest-pages:detail", args=[int(m.group(2))]), m.group(2)
         ),
         html,
     )

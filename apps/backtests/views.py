@@ -1,0 +1,414 @@
+"""The Observatory's Backtests pages: the list with its New backtest form, and a backtest's page
+(its progress while it runs, then its figures, verdict, charts, decisions and trades).
+
+Views parse, call one service or selector, and render (STYLE.md R7). A backtest is created and
+cancelled through the same services as POST /api/backtests and POST /api/backtests/{id}/cancel,
+with the same roles: a viewer reads, an operator or an admin acts. Bots and their strategy
+catalogue sit above backtests (docs/architecture.md, "Dependency direction"): the catalogue is
+read at call time and the bot row through the Backtest's foreign key, never imported.
+
+The page helpers of apps.bots.views (role checks, polled partials) are not imported for the same
+reason; the few lines they need are here, with the same rules: a user without a role gets 404, an
+action by a role that may not act gets the 403 error fragment or page, and a polled region whose
+content can no longer change without someone acting is answered 286 (htmx stops polling)."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from types import ModuleType
+from typing import Any
+
+from django import forms as django_forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh, HttpResponseStopPolling
+
+from apps.backtests import charts, presentation, selectors, services
+from apps.backtests import forms as backtest_forms
+from apps.backtests.exceptions import BacktestNotFound, BacktestValidationError
+from apps.backtests.models import OPEN_STATUSES, Backtest, Status
+from apps.core import pages
+from apps.core.errors import error_body
+from apps.core.exceptions import ApplicationError
+from apps.core.http import HtmxHttpRequest
+from apps.core.roles import Role, user_has_role
+from apps.market.arrays import bar_arrays
+from apps.trading import services as trading_services
+
+BACKTEST_LIST = "backtests/backtest_list.html"
+BACKTEST_PAGE = "backtests/backtest_detail.html"
+PER_PAGE = 50
+TRADES_PER_PAGE = 50
+# The New backtest form's window when nothing was typed: the 30 days before today (UTC).
+DEFAULT_WINDOW_DAYS = 30
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _catalogue() -> ModuleType:
+    """apps/bots/strategies.py: the strategies, their parameters, instruments and bar sizes (pure
+    data), read at call time (bots sit above backtests)."""
+    from apps.bots import strategies
+
+    return strategies
+
+
+def _require_viewer(request: HtmxHttpRequest) -> None:
+    if not user_has_role(request.user, Role.VIEWER):
+        raise Http404  # a user with no role sees nothing
+
+
+def _forbidden(request: HtmxHttpRequest) -> HttpResponse | None:
+    """403 unless the user may run and cancel backtests (operator or admin, as the API)."""
+    if user_has_role(request.user, Role.OPERATOR):
+        return None
+    return pages.error_response(
+        request, status=403, message="Your role does not allow this, so nothing was done; it needs operator."
+    )
+
+
+def _backtest_or_404(backtest_id: int) -> Backtest:
+    try:
+        return selectors.backtest_get(backtest_id=backtest_id)
+    except BacktestNotFound:
+        raise Http404 from None
+
+
+def _strategy_label(key: str) -> str:
+    spec = _catalogue().strategy_for(key)
+    return spec.label if spec is not None else key
+
+
+def row(backtest: Backtest) -> dict[str, Any]:
+    """A backtest as one line of a table (the Backtests list, the bot page's section)."""
+    metrics = backtest.metrics or {}
+    verdict = presentation.verdict(backtest.classification or {})
+    error = presentation.error_view(backtest.error)
+    return {
+        "backtest": backtest,
+        "strategy": _strategy_label(backtest.strategy_key),
+        "status": presentation.STATUS_WORDS.get(backtest.status, backtest.status),
+        "open": backtest.status in OPEN_STATUSES,
+        "percent": round((backtest.progress or 0) * 100),
+        "verdict": verdict,
+        "net_pnl": presentation.money(metrics["net_pnl"]) if metrics.get("net_pnl") is not None else None,
+        "net_tone": _tone(metrics.get("net_pnl")),
+        "trades": metrics.get("trades"),
+        "error": error,
+    }
+
+
+def _tone(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return "ok" if number > 0 else "bad" if number < 0 else ""
+
+
+# --- the Backtests page ----------------------------------------------------------------------------
+
+
+class ListFilterForm(django_forms.Form):
+    bot = django_forms.IntegerField(required=False, min_value=1)
+    status = django_forms.ChoiceField(required=False, choices=[("", "any status"), *Status.choices])
+    page = django_forms.IntegerField(required=False, min_value=1)
+
+
+def _default_window() -> tuple[str, str]:
+    end = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=DEFAULT_WINDOW_DAYS)
+    return start.strftime(backtest_forms.DATETIME_FORMAT), end.strftime(backtest_forms.DATETIME_FORMAT)
+
+
+def create_form_context(
+    request: HtmxHttpRequest,
+    bots: list[Any],
+    *,
+    posted: Any = None,
+    errors: dict[str, list[str]] | None = None,
+    refusal: ApplicationError | None = None,
+) -> dict[str, Any]:
+    """The New backtest form: its choices, and after a refusal what was sent and each input's
+    errors (with its label), or, opened from a bot's page (?run_bot=<id>), that bot chosen."""
+    catalogue = _catalogue()
+    fill = trading_services.sim_fill_model()
+    start, end = _default_window()
+    run_bot = request.GET.get("run_bot", "")
+    values: dict[str, Any] = {
+        "source": "bot" if (run_bot or bots) else "strategy",
+        "bot_id": run_bot,
+        "strategy_key": "",
+        "instrument": "",
+        "timeframe": "",
+        "start": start,
+        "end": end,
+        "fill_model.slippage_ticks": "",
+        "fill_model.commission_per_contract": "",
+        "initial_capital": "",
+    }
+    if posted is not None:
+        values = {name: posted.get(name, "") for name in values}
+    # The cost inputs' names carry a dot (fill_model.slippage_ticks, as the API nests them), which
+    # a template cannot look up: they are also given under their last part.
+    for name in ("slippage_ticks", "commission_per_contract"):
+        values[name] = values[f"fill_model.{name}"]
+    errors = errors or {}
+    strategies = []
+    for spec in catalogue.STRATEGIES.values():
+        rows = []
+        for p in spec.parameters:
+            key = f"parameters.{spec.key}.{p.name}"
+            rows.append(
+                {
+                    "key": key,
+                    "id": f"id-bt-{spec.key}-{p.name}".replace("_", "-"),
+                    "name": p.name,
+                    "value": posted.get(key, "") if posted is not None else "",
+                    "default": p.default,
+                    "help": f"{p.help}; {p.minimum} to {p.maximum}",
+                    "step": "1" if p.kind is int else "any",
+                    "errors": errors.get(key, []),
+                }
+            )
+        strategies.append({"key": spec.key, "label": spec.label, "description": spec.description, "rows": rows})
+    shown = {r["key"] for s in strategies for r in s["rows"]} | set(values) | {"parameters"}
+    return {
+        "create": {
+            "values": values,
+            "errors": errors,
+            # Errors about something the form has no input for (say a bot's stored risk limits).
+            "other_errors": [(backtest_forms.error_label(k), v) for k, v in errors.items() if k not in shown],
+            "slippage_errors": errors.get("fill_model.slippage_ticks", []),
+            "commission_errors": errors.get("fill_model.commission_per_contract", []),
+            "refusal": refusal,
+            "open": bool(posted is not None or run_bot),
+            "bots": bots,
+            "strategies": strategies,
+            "instruments": list(catalogue.INSTRUMENTS.items()),
+            "timeframes": list(catalogue.TIMEFRAMES),
+            "default_timeframe": "5m" if "5m" in catalogue.TIMEFRAMES else catalogue.TIMEFRAMES[0],
+            "sim_slippage_ticks": fill.slippage_ticks,
+            "sim_commission": fill.commission_per_contract,
+            "default_capital": services.DEFAULT_INITIAL_CAPITAL,
+        }
+    }
+
+
+def _list_context(request: HtmxHttpRequest, **form: Any) -> dict[str, Any]:
+    filters = ListFilterForm(request.GET)
+    filters.is_valid()  # a bad value is named on the page and ignored; the valid filters apply
+    f = filters.cleaned_data
+    number = f.get("page") or 1
+    qs = selectors.backtest_list(filters={"bot_id": f.get("bot"), "status": f.get("status") or None})
+    offset = (number - 1) * PER_PAGE
+    rows = list(qs.select_related("bot")[offset : offset + PER_PAGE + 1])  # one more: is there a next page?
+    bots = selectors.backtest_bot_choices(retired=True)
+    can_operate = user_has_role(request.user, Role.OPERATOR)
+    context = {
+        "nav": "backtests",
+        "filter_form": filters,
+        "filters": f,
+        "rows": [row(b) for b in rows[:PER_PAGE]],
+        "page_number": number,
+        "has_next": len(rows) > PER_PAGE,
+        "filter_bots": bots,
+        "statuses": Status.choices,
+        "polling": selectors.backtest_activity(bot_id=f.get("bot")),
+        "can_operate": can_operate,
+        "list_url": request.get_full_path() if request.method == "GET" else reverse("backtest-pages:list"),
+    }
+    if can_operate:
+        context.update(form or create_form_context(request, [b for b in bots if b.stage != "RETIRED"]))
+    return context
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def backtest_list(request: HtmxHttpRequest) -> HttpResponse:
+    """The Backtests page; for htmx (its poll) the table only, answered 286 once nothing runs."""
+    _require_viewer(request)
+    context = _list_context(request)
+    if not request.htmx:
+        return render(request, BACKTEST_LIST, context)
+    response = render(request, f"{BACKTEST_LIST}#backtest-table", context)
+    return response if context["polling"] else HttpResponseStopPolling(response.content)
+
+
+@require_POST
+@login_required
+def backtest_create(request: HtmxHttpRequest) -> HttpResponse:
+    """New backtest from the form: the request body POST /api/backtests takes, through the same
+    service. Done: to the backtest's page (its progress). Refused: the form again, what was typed
+    kept and each error beside its input, in words."""
+    if (denied := _forbidden(request)) is not None:
+        return denied
+    catalogue = _catalogue()
+    body, errors = backtest_forms.request_body(request.POST, strategy_keys=catalogue.STRATEGIES)
+    refusal: ApplicationError | None = None
+    backtest = None
+    try:
+        if errors:
+            # The form's own errors stand; the service names the rest, so all are shown at once.
+            services.backtest_validate(data=body)
+        else:
+            backtest = services.backtest_create(data=body, actor=request.user)
+    except BacktestValidationError as exc:
+        strategy = catalogue.strategy_for(body.get("strategy_key"))
+        names = [p.name for s in catalogue.STRATEGIES.values() for p in s.parameters]
+        found = backtest_forms.field_errors(
+            exc.extra.get("fields", {}), strategy_key=strategy.key if strategy else None, parameter_names=names
+        )
+        errors = {**found, **errors}
+    except ApplicationError as exc:
+        refusal = exc
+    if backtest is not None:
+        url = reverse("backtest-pages:detail", args=[backtest.pk])
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    bots = selectors.backtest_bot_choices()
+    form = create_form_context(request, bots, posted=request.POST, errors=errors, refusal=refusal)
+    context = _list_context(request, **form)
+    if request.htmx:
+        return render(request, f"{BACKTEST_LIST}#backtest-create", context)
+    status = refusal.status_code if refusal is not None else 400
+    return render(request, BACKTEST_LIST, context, status=status)
+
+
+# --- a backtest's page -----------------------------------------------------------------------------
+
+
+def _trades_context(backtest: Backtest, after: int) -> dict[str, Any]:
+    trades, next_after = selectors.backtest_trades_page(backtest=backtest, limit=TRADES_PER_PAGE, after=after)
+    return {
+        "trades": [presentation.trade_row(t) for t in trades],
+        "trades_after": after,
+        "trades_next": next_after,
+    }
+
+
+def _after(request: HtmxHttpRequest) -> int:
+    raw = request.GET.get("after", "")
+    return int(raw) if raw.isdigit() and len(raw) <= 10 else 0
+
+
+def _detail_context(request: HtmxHttpRequest, backtest: Backtest, **extra: Any) -> dict[str, Any]:
+    catalogue = _catalogue()
+    spec = catalogue.strategy_for(backtest.strategy_key)
+    bot = backtest.bot if backtest.bot_id else None
+    context: dict[str, Any] = {
+        "nav": "backtests",
+        "backtest": backtest,
+        "line": row(backtest),
+        "can_operate": user_has_role(request.user, Role.OPERATOR),
+        "polling": backtest.status in OPEN_STATUSES,
+        "strategy": spec,
+        "parameters": presentation.parameter_rows(backtest.parameters or {}, spec.parameters if spec else ()),
+        "risk_limits": [{"label": presentation.label(k), "value": v} for k, v in (backtest.risk_limits or {}).items()],
+        "bot": bot,
+        "bot_moved_on": bot is not None and bot.config_version != backtest.config_version,
+        **extra,
+    }
+    if backtest.status == Status.SUCCEEDED:
+        metrics = backtest.metrics or {}
+        context.update(
+            cards=presentation.metric_cards(metrics),
+            verdict=presentation.verdict(backtest.classification or {}),
+            decision_rows=presentation.decision_rows(backtest.decisions or {}),
+            chart_series=charts.equity_series(backtest.equity_curve or []),
+            **_trades_context(backtest, _after(request)),
+        )
+    return context
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def backtest_detail(request: HtmxHttpRequest, backtest_id: int) -> HttpResponse:
+    """A backtest's page. For htmx: its progress (the poll while it runs; once it has finished the
+    page reloads, so the result, its charts and the actions it allows are drawn whole), or
+    (?part=trades) a page of its trades."""
+    _require_viewer(request)
+    backtest = _backtest_or_404(backtest_id)
+    if request.htmx and request.GET.get("part") == "trades":
+        context = {"backtest": backtest, **_trades_context(backtest, _after(request))}
+        return render(request, f"{BACKTEST_PAGE}#backtest-trades", context)
+    if request.htmx and request.GET.get("part") == "progress":
+        if backtest.status not in OPEN_STATUSES:
+            return HttpResponseClientRefresh()
+        return render(request, f"{BACKTEST_PAGE}#backtest-progress", _detail_context(request, backtest))
+    return render(request, BACKTEST_PAGE, _detail_context(request, backtest))
+
+
+@require_POST
+@login_required
+def backtest_cancel(request: HtmxHttpRequest, backtest_id: int) -> HttpResponse:
+    """Cancel from the backtest's page: the same service as POST /api/backtests/{id}/cancel. Done:
+    the page again (it shows the cancelled backtest). Refused (it finished meanwhile): why, in
+    place, with the way to its result."""
+    if (denied := _forbidden(request)) is not None:
+        return denied
+    backtest = _backtest_or_404(backtest_id)
+    try:
+        services.backtest_cancel(backtest=backtest, actor=request.user, reason=request.POST.get("reason", "").strip())
+    except ApplicationError as exc:
+        context = _detail_context(request, backtest, refusal=exc)
+        if request.htmx:
+            return render(request, f"{BACKTEST_PAGE}#backtest-actions", context)
+        return render(request, BACKTEST_PAGE, context, status=exc.status_code)
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return redirect("backtest-pages:detail", backtest_id=backtest.pk)
+
+
+@require_GET
+@login_required
+def backtest_prices(request: HtmxHttpRequest, backtest_id: int) -> HttpResponse:
+    """The price chart's data as JSON: the window's stored bars as at most charts.MAX_CANDLES
+    candles, and an entry and an exit marker per trade (the first charts.MAX_MARKED_TRADES). A
+    finished backtest's bars never change (the store is write-once), so the browser may keep it."""
+    _require_viewer(request)
+    backtest = _backtest_or_404(backtest_id)
+    if backtest.status != Status.SUCCEEDED:
+        return JsonResponse(
+            error_body(
+                status=409,
+                error_code="BACKTEST_NOT_FINISHED",
+                message=f"Backtest {backtest.pk} is {backtest.status}: only a finished backtest has trades to chart.",
+                suggested_fix="Wait for it to finish; its page reloads by itself.",
+            ),
+            status=409,
+        )
+    try:
+        arrays = bar_arrays(
+            instrument=backtest.instrument, timeframe=backtest.timeframe, start=backtest.start, end=backtest.end
+        )
+    except ApplicationError as exc:
+        return JsonResponse(
+            error_body(
+                status=exc.status_code, error_code=exc.error_code, message=exc.message, suggested_fix=exc.suggested_fix
+            ),
+            status=exc.status_code,
+        )
+    drawn = charts.candles(arrays.ts, arrays.open, arrays.high, arrays.low, arrays.close, tick_size=arrays.tick_size)
+    marks, more = selectors.backtest_trade_marks(backtest=backtest, limit=charts.MAX_MARKED_TRADES)
+    response = JsonResponse(
+        {
+            "candles": drawn.rows,
+            "markers": charts.trade_markers(marks, drawn.times),
+            "bars": drawn.bars,
+            "bars_per_candle": drawn.bars_per_candle,
+            "marked_trades": len(marks),
+            "trades": (backtest.metrics or {}).get("trades"),
+            "more_trades": more,
+            "tick_size": str(arrays.tick_size),
+        }
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
