@@ -424,3 +424,18 @@ def test_page_words_turn_the_backtest_endpoint_into_the_form_that_does_it() -> N
     )
     # Not an endpoint below it (GET /api/backtests/{id} stays as written).
     assert "<a" not in str(page_fix("GET /api/backtests/12/trades lists them."))
+
+
+def test_a_missing_key_failure_links_connections_where_the_key_is_entered(viewer: Any) -> None:
+    """The provider's own fix ("… on the databento card in Connections (admin) …") links that page."""
+    envelope = error_body(
+        status=409,
+        error_code="DATA_UNAVAILABLE",
+        message="MES 1m: 5569 bar(s) the market traded in are missing from the store and could not be fetched.",
+        suggested_fix="Enter DATABENTO_API_KEY with “Enter keys” on the databento card in Connections (admin), "
+        "or set them in the environment, then Verify.",
+        missing_env_vars=["DATABENTO_API_KEY"],
+    )
+    backtest = StrategyBacktestFactory(status=Status.FAILED, error=envelope)
+    html = _client(viewer).get(f"/backtests/{backtest.pk}/").content.decode()
+    assert 'databento card in <a href="/connections/">Connections</a> (admin)' in html

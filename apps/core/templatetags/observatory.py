@@ -36,6 +36,8 @@ _RUNNER_STOP = re.compile(r"\(?\bPOST /api/runners/(?:\{id\}/)?stop\)?")
 _BOTS_COLLECTION = re.compile(r"\b(POST|GET) /api/bots/?(?=[\s.,;)]|$)")
 _KILL_ALL_RELEASE = re.compile(r"\(?\bPOST /api/system/kill-all/release\)?")
 _CONNECTIONS = re.compile(r"\b(?:on )?the Connections page\b")
+# The integrations' own fix texts: "… on the databento card in Connections (admin) …".
+_IN_CONNECTIONS = re.compile(r"\bin Connections\b")
 # "the Backtests page", alone or followed by its API equivalent ("…, or POST /api/backtests with
 # {…}"), or the endpoint alone: a link to the Backtests page's New backtest form.
 _BACKTEST_CREATE = r"\(?\bPOST /api/backtests\b(?!/)(?: with \{[^}]*\})?\)?"
@@ -114,6 +116,9 @@ def page_fix(text: Any, bot_id: Any = None) -> SafeString:
     )
     html = _CONNECTIONS.sub(
         lambda m: format_html('on the <a href="{}">Connections page</a>', reverse("connections:list")), html
+    )
+    html = _IN_CONNECTIONS.sub(
+        lambda m: format_html('in <a href="{}">Connections</a>', reverse("connections:list")), html
     )
     html = _CODE.sub(r"<code>\1</code>", html)
     return mark_safe(html)  # built from escaped text and format_html pieces
