@@ -54,6 +54,10 @@ def _messages(broker: Any, queue: str) -> list[dict[str, Any]]:
 
 def test_the_procfile_runs_ticks_and_backtests_in_separate_workers() -> None:
     assert _procfile_queues() == {"worker": "celery", "backtests": "backtests"}
+    # On a box a matrix keeps busy, the CPU goes to ticks first: the backtests worker runs niced.
+    procfile = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ":" in line)
+    assert procfile["backtests"].split()[:3] == ["nice", "-n", "10"]
+    assert not procfile["worker"].strip().startswith("nice")
 
 
 def test_a_backtest_job_is_published_to_the_backtests_queue_and_a_tick_job_is_not(
