@@ -8,6 +8,7 @@ the element's title for whoever maintains the strategy."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -273,4 +274,202 @@ def trade_row(trade: Any) -> dict[str, Any]:
         "pnl": money(trade.pnl),
         "tone": "" if pnl is None or pnl == 0 else "ok" if pnl > 0 else "bad",
         "fees": money(trade.fees),
+    }
+
+
+# --- the matrix ----------------------------------------------------------------------------------
+
+# What a matrix may rank its runs by (apps.backtests.selectors.OBJECTIVES), in words: (label, kind,
+# what it means). The direction ("highest first" or "lowest first") comes from OBJECTIVES.
+_METRIC_WORDS = {key: (name, kind, meaning) for key, name, kind, meaning in METRICS}
+OBJECTIVE_WORDS: dict[str, tuple[str, str, str]] = {
+    **_METRIC_WORDS,
+    "max_drawdown_pct": ("Max drawdown (% of the peak)", "pct", "deepest fall of the equity, in % of its peak"),
+}
+
+
+def objective_label(key: str) -> str:
+    return OBJECTIVE_WORDS.get(key, (label(key), "", ""))[0]
+
+
+def objective_choices(objectives: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, words) for each objective a matrix may be ranked by: "Expectancy — net per trade,
+    highest first"."""
+    out = []
+    for key, direction in objectives.items():
+        name, _, meaning = OBJECTIVE_WORDS.get(key, (label(key), "", ""))
+        order = "lowest first" if direction == "asc" else "highest first"
+        out.append((key, f"{name} — {meaning}, {order}" if meaning else f"{name}, {order}"))
+    return out
+
+
+def objective_value(key: str, value: Any) -> str | None:
+    """A run's figure for the objective, as its card shows it; None when it has none."""
+    if value is None:
+        return None
+    kind = OBJECTIVE_WORDS.get(key, ("", "ratio", ""))[1]
+    if kind == "pct":
+        return f"{_pct(value)} %"
+    return _shown(value, kind)
+
+
+def parameter_value(value: Any) -> str:
+    """A parameter's value as typed: 5, 1.5, 2 (a whole float without its .0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def matrix_run_row(run: Any, *, varying: list[str], objective: str) -> dict[str, Any]:
+    """One run of a matrix as a line of its ranked table: rank (None unless it finished), the
+    values of the parameters that vary, instrument, window, the objective's figure (or why it has
+    none), net PnL, trades, verdict, and a failed run's error."""
+    metrics = run.metrics or {}
+    raw = metrics.get(objective)
+    unknown = (metrics.get("unknown") or {}).get(objective)
+    net = metrics.get("net_pnl")
+    return {
+        "run": run,
+        "backtest": run,
+        "rank": getattr(run, "rank", None),
+        "status": STATUS_WORDS.get(run.status, run.status),
+        "open": run.status in ("QUEUED", "RUNNING"),
+        "percent": round((run.progress or 0) * 100),
+        "values": [parameter_value((run.parameters or {}).get(name)) for name in varying],
+        "objective": objective_value(objective, raw),
+        "objective_reason": unknown or ("" if raw is not None else "no figure for it in this run"),
+        "net_pnl": money(net) if net is not None else None,
+        "net_tone": _tone(net),
+        "trades": metrics.get("trades"),
+        "verdict": verdict(run.classification or {}),
+        "error": error_view(run.error),
+    }
+
+
+def _tone(value: Any) -> str:
+    number = _decimal(value) if value is not None else None
+    return "" if number is None or number == 0 else "ok" if number > 0 else "bad"
+
+
+def skipped_rows(skipped: Mapping[str, Any], parameter_names: Any = (), varying: Any = None) -> dict[str, Any]:
+    """The grid combinations the strategy's own rules refused, in words: {"count", "examples":
+    [{"parameters": "Fast period 30, Slow period 20", "reason": "fast period must be smaller than
+    slow period"}], "more"} (the matrix stores the first few and the count). With `varying`, only
+    the parameters the grid varies are named (the others are the same in every combination)."""
+    names = sorted(parameter_names, key=len, reverse=True)
+
+    def words(text: str) -> str:
+        for name in names:
+            text = re.sub(rf"\b{re.escape(name)}\b", label(name).lower(), text)
+        return text.rstrip(".")
+
+    examples = [
+        {
+            "parameters": ", ".join(
+                f"{label(k)} {parameter_value(v)}"
+                for k, v in (e.get("parameters") or {}).items()
+                if not varying or k in varying
+            ),
+            "reason": words(str(e.get("reason", ""))),
+        }
+        for e in skipped.get("examples") or []
+    ]
+    count = int(skipped.get("count") or 0)
+    return {"count": count, "examples": examples, "more": max(count - len(examples), 0)}
+
+
+# The most cells the page draws: a bigger pair of parameters is refused in words, not drawn.
+HEATMAP_MAX_CELLS = 2500
+HEATMAP_AGGREGATES = {
+    "best": "the best run",
+    "mean": "the mean of the runs",
+    "worst": "the worst run",
+}
+
+
+def _same(value: Any, text: Any) -> bool:
+    """A grid value (5, 1.5) against the text a run's parameters hold for it ("5", "1.5")."""
+    a, b = _decimal(value), _decimal(text)
+    return a is not None and b is not None and a == b
+
+
+def heatmap(
+    *,
+    objective: str,
+    lowest_first: bool,
+    x_values: list[Any],
+    y_values: list[Any] | None,
+    cells: list[Mapping[str, Any]],
+    aggregate: str = "best",
+) -> dict[str, Any]:
+    """The objective over two parameters of the grid as rows of cells, colour-scaled from the worst
+    figure shown (red) to the best (green): each cell the `aggregate` ("best", "mean", "worst") of
+    the finished runs that share its two values (the other parameters, instruments and windows
+    vary). A cell with no figure says why: its runs have not finished, failed or were cancelled,
+    they have no figure for the objective, or the strategy's rules skipped the combination.
+    `y_values` None: one row over x alone."""
+    rows_y: list[Any] = list(y_values) if y_values is not None else [None]
+    if len(x_values) * len(rows_y) > HEATMAP_MAX_CELLS:
+        return {"too_big": True, "cells": len(x_values) * len(rows_y), "rows": [], "x_values": []}
+    kind_name = objective_label(objective)
+
+    def find(xv: Any, yv: Any) -> Mapping[str, Any] | None:
+        for cell in cells:
+            if _same(xv, cell.get("x")) and (yv is None or _same(yv, cell.get("y"))):
+                return cell
+        return None
+
+    found = {(i, j): find(xv, yv) for j, yv in enumerate(rows_y) for i, xv in enumerate(x_values)}
+    figures = [_decimal(c[aggregate]) for c in found.values() if c is not None and c.get(aggregate) is not None]
+    figures = [f for f in figures if f is not None]
+    low, high = (min(figures), max(figures)) if figures else (None, None)
+    rows = []
+    for j, yv in enumerate(rows_y):
+        line = []
+        for i, xv in enumerate(x_values):
+            cell = found[(i, j)]
+            figure = _decimal(cell.get(aggregate)) if cell is not None and cell.get(aggregate) is not None else None
+            entry: dict[str, Any] = {
+                "x": parameter_value(xv),
+                "y": None if yv is None else parameter_value(yv),
+                "text": "",
+                "style": "",
+                "why": "",
+                "state": "empty",
+            }
+            if figure is not None and low is not None and high is not None:
+                # 1 = the best figure shown, 0 = the worst; all equal: the middle of the scale.
+                share = float((figure - low) / (high - low)) if high != low else 0.5
+                if lowest_first:
+                    share = 1 - share
+                entry.update(
+                    text=objective_value(objective, figure) or "",
+                    style=f"background: hsl({round(share * 120)}, 65%, 80%)",
+                    state="figure",
+                    share=round(share, 3),
+                )
+                runs = cell["known"] if cell is not None else 0
+                what = HEATMAP_AGGREGATES.get(aggregate, aggregate).capitalize()
+                entry["why"] = f"{what} of {runs} finished run{'s' if runs != 1 else ''}"
+                if aggregate != "mean" and cell is not None and cell.get("mean") is not None and runs > 1:
+                    entry["why"] += f"; mean {objective_value(objective, cell['mean'])}"
+            elif cell is None:
+                entry.update(text="skipped", state="skipped", why="The strategy's rules refuse this combination.")
+            elif cell.get("open"):
+                entry.update(
+                    text="…", state="open", why=f"{cell['open']} of its {cell['runs']} run(s) not finished yet."
+                )
+            elif cell.get("succeeded"):
+                entry.update(text="—", state="unknown", why=f"Its finished runs have no {kind_name.lower()} figure.")
+            else:
+                entry.update(text="—", state="none", why="Its runs failed or were cancelled: no figure.")
+            line.append(entry)
+        rows.append({"y": None if yv is None else parameter_value(yv), "cells": line})
+    return {
+        "too_big": False,
+        "x_values": [parameter_value(v) for v in x_values],
+        "rows": rows,
+        # The legend: the figures at the two ends of the colour scale.
+        "worst": objective_value(objective, high if lowest_first else low) if figures else None,
+        "best": objective_value(objective, low if lowest_first else high) if figures else None,
     }

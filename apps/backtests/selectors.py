@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps as django_apps
-from django.db.models import Case, Count, DecimalField, IntegerField, QuerySet, Sum, Value, When
+from django.db.models import Avg, Case, Count, DecimalField, IntegerField, Max, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
@@ -92,15 +92,21 @@ def matrix_state(*, matrix: BacktestMatrix) -> dict[str, Any]:
     return {"status": str(status), "progress": progress, "counts": counts}
 
 
+def _objective(matrix: BacktestMatrix) -> Cast:
+    """The matrix's objective as a number, read from each run's metrics (NULL where the run has
+    no figure for it)."""
+    return Cast(
+        KeyTextTransform(matrix.objective, "metrics"), output_field=DecimalField(max_digits=38, decimal_places=10)
+    )
+
+
 def matrix_results(*, matrix: BacktestMatrix, limit: int, offset: int = 0) -> tuple[list[Backtest], int | None]:
     """(a page of the matrix's runs, the offset of the next page or None), in rank order: the
     SUCCEEDED runs by the objective (best first; a run whose figure is null after those with one),
     then the runs still open, the FAILED and the CANCELLED ones, each by id. Each row carries
     `objective_value` (Decimal or None) and `rank` (1.. for SUCCEEDED runs, None for the others;
     ties keep id order)."""
-    value = Cast(
-        KeyTextTransform(matrix.objective, "metrics"), output_field=DecimalField(max_digits=38, decimal_places=10)
-    )
+    value = _objective(matrix)
     group = Case(
         When(status=Status.SUCCEEDED, then=Value(0)),
         When(status__in=OPEN_STATUSES, then=Value(1)),
@@ -118,6 +124,60 @@ def matrix_results(*, matrix: BacktestMatrix, limit: int, offset: int = 0) -> tu
     for position, row in enumerate(rows[:limit], offset + 1):
         row.rank = position if row.status == Status.SUCCEEDED else None  # type: ignore[attr-defined]
     return rows[:limit], (offset + limit if len(rows) > limit else None)
+
+
+def matrix_heatmap(*, matrix: BacktestMatrix, x: str, y: str | None = None) -> list[dict[str, Any]]:
+    """The matrix's runs grouped by the values of two of its parameters (`y` None: by `x` alone),
+    one row per pair that has runs: `x`, `y` (each value as the JSON text stored, e.g. "5", "1.5"),
+    `runs` (every run of the pair: the other parameters, the instruments and the windows), `open`,
+    `succeeded`, `known` (succeeded runs with a figure for the objective), and over those the
+    `best` (by the objective's direction), `worst` and `mean` figure (Decimals, None when no run
+    has one). One grouped query: the heatmap of a 10,000-run matrix reads no run row."""
+    value = _objective(matrix)
+    done = Q(status=Status.SUCCEEDED)
+    lowest_first = OBJECTIVES.get(matrix.objective) == "asc"
+    best, worst = (Min, Max) if lowest_first else (Max, Min)
+    keys = {"x": KeyTextTransform(x, "parameters")}
+    if y is not None:
+        keys["y"] = KeyTextTransform(y, "parameters")
+    rows = (
+        Backtest.objects.filter(matrix=matrix)
+        .annotate(**keys)
+        .values(*keys)
+        .annotate(
+            runs=Count("id"),
+            open=Count("id", filter=Q(status__in=OPEN_STATUSES)),
+            succeeded=Count("id", filter=done),
+            known=Count(value, filter=done),
+            best=best(value, filter=done),
+            worst=worst(value, filter=done),
+            mean=Avg(value, filter=done),
+        )
+        .order_by()
+    )
+    return [{"y": None, **row} for row in rows]
+
+
+def matrix_recent(*, limit: int) -> list[BacktestMatrix]:
+    """The newest matrices, each with `counts` of its runs by status (one grouped query for all)."""
+    matrices = list(BacktestMatrix.objects.select_related("created_by").order_by("-created_at", "-id")[:limit])
+    counts: dict[int, dict[str, int]] = {m.pk: dict.fromkeys(Status.values, 0) for m in matrices}
+    for row in (
+        Backtest.objects.filter(matrix_id__in=list(counts))
+        .values("matrix_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        counts[row["matrix_id"]][row["status"]] = row["n"]
+    for matrix in matrices:
+        matrix.counts = counts[matrix.pk]  # type: ignore[attr-defined]
+    return matrices
+
+
+def matrix_activity() -> bool:
+    """True while a matrix is QUEUED or RUNNING (its row follows its runs): the Backtests page's
+    list of matrices polls only then."""
+    return BacktestMatrix.objects.filter(status__in=OPEN_STATUSES).exists()
 
 
 # -- reads of the Observatory's pages ----------------------------------------------------------
@@ -138,6 +198,13 @@ def backtest_bot_choices(*, retired: bool = False) -> list[Any]:
     reached by its label."""
     qs = django_apps.get_model("bots", "Bot").objects.order_by("name", "id")
     return list(qs if retired else qs.exclude(stage="RETIRED"))
+
+
+def backtest_bot(*, bot_id: Any) -> Any:
+    """The bot with this id, or None (gone, or no id): a matrix's page names the bot it varies."""
+    if not isinstance(bot_id, int):
+        return None
+    return django_apps.get_model("bots", "Bot").objects.filter(pk=bot_id).first()
 
 
 def backtest_trade_marks(*, backtest: Backtest, limit: int) -> tuple[list[dict[str, Any]], bool]:

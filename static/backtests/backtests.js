@@ -1,8 +1,13 @@
 /* The Backtests pages' behaviour (no CDN, no build step).
 
-   1. The New backtest form shows the inputs of the choice made: a bot, or a strategy with its own
-      parameters. The others are hidden and disabled, so they are not sent. Without JavaScript
-      every input shows and the server reads only those of the choice.
+   1. The New backtest and New matrix forms show the inputs of the choice made: a bot, or a
+      strategy with its own parameters. The others are hidden and disabled, so they are not sent.
+      Without JavaScript every input shows and the server reads only those of the choice. In the
+      New matrix form the grid inputs are those of the chosen bot's strategy, their placeholders
+      the bot's own values (the base of the grid), and "Add a window" adds a row of window
+      inputs (without JavaScript the form always has one empty row to spare).
+   1b. A matrix's heatmap axes are applied as soon as they are chosen (a GET: the URL keeps them,
+      so a reload keeps them); choosing across the parameter that is down swaps the two.
    2. A backtest's page draws its charts with TradingView lightweight-charts 5.3.0 (vendored:
       static/vendor/lightweight-charts, the global `LightweightCharts`): the equity with its
       drawdown in a pane below (from the page's json_script), and the price as candles with each
@@ -20,12 +25,86 @@
     });
   }
 
+  function chosenBot(form) {
+    var bot = form.querySelector("select[name=bot_id]");
+    return bot && bot.selectedIndex >= 0 ? bot.options[bot.selectedIndex] : null;
+  }
+
   function syncForm(form) {
     var source = form.querySelector("input[name=source]:checked");
-    showOnly(form, "data-source", source ? source.value : "strategy");
+    var chosen = source ? source.value : "strategy";
+    showOnly(form, "data-source", chosen);
     var strategy = form.querySelector("select[name=strategy_key]");
-    showOnly(form, "data-strategy", strategy ? strategy.value : "");
+    var key = strategy ? strategy.value : "";
+    var bot = chosen === "bot" ? chosenBot(form) : null;
+    var values = {};
+    if (chosen === "bot") {
+      // A bot's strategy decides which parameters there are; its values are the grid's base.
+      key = bot ? bot.getAttribute("data-strategy") || "" : "";
+      try { values = JSON.parse((bot && bot.getAttribute("data-parameters")) || "{}"); } catch (e) { values = {}; }
+    }
+    showOnly(form, "data-strategy", key);
+    form.querySelectorAll("input[data-parameter]").forEach(function (input) {
+      var name = input.getAttribute("data-parameter");
+      input.placeholder = name in values ? String(values[name]) : input.getAttribute("data-default") || "";
+    });
+    var add = form.querySelector("[data-add-window]");
+    if (add) add.hidden = false;
   }
+
+  function addWindow(form) {
+    var rows = form.querySelectorAll("[data-window-row]");
+    var last = rows[rows.length - 1];
+    if (!last) return;
+    var index = rows.length;
+    var row = last.cloneNode(true);
+    row.querySelectorAll(".field-error").forEach(function (p) { p.remove(); });
+    row.querySelectorAll("input").forEach(function (input) {
+      var part = /\.(start|end)$/.exec(input.name)[1];
+      input.name = "windows." + index + "." + part;
+      input.id = "id-mx-window-" + index + "-" + part;
+      input.value = "";
+      input.defaultValue = "";
+    });
+    row.querySelectorAll("label").forEach(function (label) {
+      var part = /-(start|end)$/.exec(label.htmlFor)[1];
+      label.htmlFor = "id-mx-window-" + index + "-" + part;
+      label.textContent = "Window " + (index + 1) + " " + part;
+    });
+    last.after(row);
+    row.querySelector("input").focus();
+  }
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target instanceof Element ? evt.target.closest("[data-add-window]") : null;
+    if (button && button.form) addWindow(button.form);
+  });
+
+  // --- a matrix's heatmap axes ------------------------------------------------------------------
+  function rememberAxes() {
+    document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
+      select.dataset.previous = select.value;
+    });
+  }
+
+  document.addEventListener("change", function (evt) {
+    var target = evt.target;
+    var form = target instanceof Element ? target.closest("form[data-autosubmit]") : null;
+    if (!form) return;
+    var x = form.querySelector("select[name=x]");
+    var y = form.querySelector("select[name=y]");
+    if (x && y && x.value === y.value && (target === x || target === y)) {
+      // One parameter cannot be across and down at once: the other axis takes the one replaced.
+      var other = target === x ? y : x;
+      var previous = target.dataset.previous || "";
+      if (other === x && (previous === "none" || !previous)) {
+        previous = Array.prototype.map.call(x.options, function (o) { return o.value; })
+          .filter(function (v) { return v !== target.value; })[0] || "";
+      }
+      other.value = previous;
+    }
+    form.requestSubmit();
+  });
 
   function syncForms() {
     document.querySelectorAll("form[data-backtest-form]").forEach(syncForm);
@@ -154,5 +233,6 @@
   }
 
   syncForms();
+  rememberAxes();
   drawCharts();
 })();

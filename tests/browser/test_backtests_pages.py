@@ -62,10 +62,10 @@ def test_a_backtest_from_the_form_shows_its_figures_verdict_charts_and_trades(
     sign_in(page, operator, next_path="/backtests/")
     page.click("#new-backtest > summary")
     page.check("#id-bt-source-strategy")
-    expect(page.locator("fieldset[data-source=bot]")).to_be_hidden()
+    expect(page.locator("#new-backtest fieldset[data-source=bot]")).to_be_hidden()
     page.select_option("#id-bt-strategy", "trend_following")
-    expect(page.locator("fieldset[data-strategy=trend_following]")).to_be_visible()
-    expect(page.locator("fieldset[data-strategy=breakout]")).to_be_hidden()
+    expect(page.locator("#new-backtest fieldset[data-strategy=trend_following]")).to_be_visible()
+    expect(page.locator("#new-backtest fieldset[data-strategy=breakout]")).to_be_hidden()
     page.select_option("#id-bt-instrument", "MES")
     page.select_option("#id-bt-timeframe", "1m")
     for name, value in TREND_PARAMETERS.items():
@@ -77,7 +77,9 @@ def test_a_backtest_from_the_form_shows_its_figures_verdict_charts_and_trades(
     page.click("#backtest-create-form button[type=submit]")
     expect(page.locator("#new-backtest")).to_contain_text("Fast period must be smaller than slow period.")
     assert page.input_value("#id-bt-trend-following-fast-period") == "9"
-    expect(page.locator("fieldset[data-strategy=breakout]")).to_be_hidden()  # the form still shows one strategy
+    expect(
+        page.locator("#new-backtest fieldset[data-strategy=breakout]")
+    ).to_be_hidden()  # the form still shows one strategy
     assert Backtest.objects.count() == 0
 
     page.fill("#id-bt-trend-following-fast-period", str(TREND_PARAMETERS["fast_period"]))
@@ -98,7 +100,7 @@ def test_run_a_backtest_from_the_bot_page_and_see_it_there(
     page.click("#run-backtest")
     expect(page.locator("#new-backtest")).to_have_attribute("open", "")
     assert page.input_value("#id-bt-bot") == str(bot.pk)
-    expect(page.locator("fieldset[data-source=strategy]")).to_be_hidden()
+    expect(page.locator("#new-backtest fieldset[data-source=strategy]")).to_be_hidden()
     _fill_window(page)
     page.click("#backtest-create-form button[type=submit]")
     page.wait_for_url("**/backtests/*/")
