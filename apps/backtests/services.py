@@ -42,7 +42,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import CharField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast, Concat, Now
 from django.utils import timezone
@@ -769,6 +769,31 @@ def _gap_dict(gap: BarGap) -> dict[str, Any]:
     return {"start": gap.start.isoformat(), "end": gap.end.isoformat(), "slots": gap.slots}
 
 
+_TRADE_COLUMNS = (
+    "backtest_id", "seq", "side", "quantity", "entry_ts", "entry_price", "exit_ts", "exit_price", "exit_reason",
+    "pnl", "fees", "slippage",
+)  # fmt: skip
+
+
+def _trades_copy(backtest_id: int, trades: list[engine.EngineTrade]) -> None:
+    """Every trade of the result, in the caller's transaction, with one COPY (a matrix run stores
+    thousands of trades: COPY takes a few ms where bulk_create's per-field preparation took about
+    0.15 ms a trade). The numeric columns round to their scale on input, as bulk_create's did."""
+    if not trades:
+        return
+    table = BacktestTrade._meta.db_table
+    statement = f"COPY {table} ({', '.join(_TRADE_COLUMNS)}) FROM STDIN"
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for seq, t in enumerate(trades, 1):
+            copy.write_row(
+                (
+                    backtest_id, seq, t.side, t.quantity, t.entry_ts, t.entry_price, t.exit_ts, t.exit_price,
+                    t.exit_reason, t.pnl, t.fees, t.slippage,
+                )
+            )  # fmt: skip
+
+
 class _Run:
     """One attempt of one backtest inside its claimed job."""
 
@@ -981,23 +1006,6 @@ class _Run:
         engine_done: float,
     ) -> dict[str, Any]:
         bt = self.backtest
-        trades = [
-            BacktestTrade(
-                backtest_id=bt.pk,
-                seq=seq,
-                side=t.side,
-                quantity=t.quantity,
-                entry_ts=t.entry_ts,
-                entry_price=t.entry_price,
-                exit_ts=t.exit_ts,
-                exit_price=t.exit_price,
-                exit_reason=t.exit_reason,
-                pnl=t.pnl,
-                fees=t.fees,
-                slippage=t.slippage,
-            )
-            for seq, t in enumerate(result.trades, 1)
-        ]
         with transaction.atomic():
             # Both rows held until commit: a cancel waits for this write (or this write finds the
             # cancel), and the watchdog cannot take the job back in between (it skips locked rows).
@@ -1009,7 +1017,7 @@ class _Run:
                 .values_list("pk", flat=True)
             ):
                 raise _Stop("cancelled")
-            BacktestTrade.objects.bulk_create(trades, batch_size=5000)
+            _trades_copy(bt.pk, result.trades)
             stored = time.monotonic()
             Backtest.objects.filter(pk=bt.pk).update(
                 status=Status.SUCCEEDED,
@@ -1030,7 +1038,7 @@ class _Run:
                 finished_at=Now(),
             )
         verdict = summary["classification"].get("verdict")
-        return {"backtest_id": bt.pk, "status": Status.SUCCEEDED, "trades": len(trades), "verdict": verdict}
+        return {"backtest_id": bt.pk, "status": Status.SUCCEEDED, "trades": len(result.trades), "verdict": verdict}
 
     def fail(self, envelope: dict[str, Any]) -> bool:
         return bool(

@@ -307,11 +307,19 @@ class _Book:
         if not self.working:
             return False
         b, t = self.bars, int(self.bars.ts[j])
-        o_, h_, l_ = (self.tick * int(b.open[j]), self.tick * int(b.high[j]), self.tick * int(b.low[j]))
+        high, low = int(b.high[j]), int(b.low[j])
+        prices: tuple[Decimal, Decimal, Decimal] | None = None
         filled = False
         for order in list(self.working):
             if order.working_from > t:
                 continue
+            if order.stop_price is not None:  # a bar that does not reach the stop: no fill (sim_fill's trigger)
+                level = order.stop_price / self.tick
+                if (order.side == BUY and high < level) or (order.side == SELL and low > level):
+                    continue
+            if prices is None:
+                prices = (self.tick * int(b.open[j]), self.tick * high, self.tick * low)
+            o_, h_, l_ = prices
             fill = sim_fill(
                 side=order.side, quantity=order.quantity, order_type=order.order_type,
                 bar_open=o_, bar_high=h_, bar_low=l_, tick_size=self.tick, point_value=self.pv,
