@@ -282,8 +282,9 @@ WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attem
 """
 
 
-# _COMPLETE_SQL with numbered parameters, for libpq's own sending (_close_unconfirmed).
+# _COMPLETE_SQL with numbered parameters, prepared on a worker's closer connection (_close_unconfirmed).
 _COMPLETE_POSITIONAL = (_COMPLETE_SQL % {"result": "$1", "id": "$2", "leased_by": "$3", "attempts": "$4"}).encode()
+_CLOSER_STATEMENT = b"tradeops_job_close"
 
 
 def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -> Job | None:
@@ -415,8 +416,15 @@ class _Closer:
                 return conn
             conn.close()
         params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
-        self.conn, self.pid, self.unconfirmed = psycopg.connect(**params, autocommit=True), os.getpid(), []
-        return self.conn
+        conn = psycopg.connect(**params, autocommit=True)
+        # The close as a server-side prepared statement of this connection's own (psycopg runs
+        # nothing on it, so never deallocates it): planned once, not per job.
+        prepared = conn.pgconn.prepare(_CLOSER_STATEMENT, _COMPLETE_POSITIONAL)
+        if prepared.status != ExecStatus.COMMAND_OK:
+            conn.close()
+            raise psycopg.OperationalError(prepared.error_message.decode(errors="replace").strip())
+        self.conn, self.pid, self.unconfirmed = conn, os.getpid(), []
+        return conn
 
 
 _closer = _Closer()
@@ -461,7 +469,7 @@ def _close_unconfirmed(job: Job, result: dict[str, Any] | None) -> bool:
     pgconn = closer.pgconn
     _closer.unconfirmed.append((job.pk, job.leased_by, job.attempts, result))
     try:
-        pgconn.send_query_params(_COMPLETE_POSITIONAL, values)
+        pgconn.send_query_prepared(_CLOSER_STATEMENT, values)
         while pgconn.flush():  # a non-blocking connection: wait until the statement is out
             select.select([], [pgconn.socket], [], 1.0)
     except psycopg.OperationalError:
