@@ -36,6 +36,13 @@ clean: services-down
 
 ## make bench: benchmarks (not tests); each prints our figure and the peer's from the same run.
 ## All of them run; the exit status is non-zero when any missed its target or failed.
-BENCHES := metering integrations_status job_ledger runner_api tick_pipeline bar_arrays vectorized_eval
-bench: $(STAMP)
+## The peers of the backtest benchmarks (backtesting.py, vectorbt) install with the `bench` extra,
+## on top of `dev`: `make test` never needs them.
+BENCH_STAMP := $(VENV)/.installed-bench-stamp
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+BENCHES := metering integrations_status job_ledger runner_api tick_pipeline bar_arrays vectorized_eval backtest_engine
+bench: $(BENCH_STAMP)
 	$(PY) -m config.embedded exec -- sh -c 'rc=0; for b in $(BENCHES); do $(PY) bench/$$b.py || rc=1; done; exit $$rc'

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from celery import shared_task
-from celery.signals import task_prerun, worker_process_init
+from celery.signals import task_prerun, worker_process_init, worker_process_shutdown
 from django.conf import settings
 from django.db import connection
 
@@ -23,6 +23,14 @@ def _warm_up_market_hours(**kwargs: Any) -> None:
     from apps.market import hours
 
     hours.warm_up()
+
+
+@worker_process_shutdown.connect
+def _confirm_the_last_close(**kwargs: Any) -> None:
+    """A pool process that ends reads the answer of its last job's close (logged if fenced out)."""
+    from apps.runners.services.jobs import job_closes_confirm
+
+    job_closes_confirm()
 
 
 @task_prerun.connect
@@ -56,7 +64,13 @@ def _replace_a_lost_database_connection(**kwargs: Any) -> None:
 def job_run(self: Any, job_id: int) -> None:
     from apps.runners.services.jobs import job_execute
 
-    job_execute(job_id=job_id, worker=f"{self.request.hostname or 'worker'}:{os.getpid()}")
+    # A worker sends the close without waiting for its answer (job_execute's confirm_close_later); an
+    # eager run (tests, a shell) is followed by its caller's queries, so it waits, as before.
+    job_execute(
+        job_id=job_id,
+        worker=f"{self.request.hostname or 'worker'}:{os.getpid()}",
+        confirm_close_later=not self.request.is_eager,
+    )
 
 
 @shared_task(ignore_result=True, expires=PERIODIC_EXPIRES_SECONDS)

@@ -492,6 +492,131 @@ def test_the_claim_and_the_close_run_as_server_side_prepared_statements() -> Non
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
 
+# -- the claim's flush and the close sent without waiting (bench/job_ledger.py, loaded rounds) --
+def _wal_fsyncs_by_clients() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    with connection.cursor() as cursor:  # the next statement: this backend's counts are flushed by then
+        cursor.execute(
+            "SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal' AND backend_type = 'client backend'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _status_seen_by_another_connection(job_id: int) -> tuple[str, str]:
+    seen: list[tuple[str, str]] = []
+
+    def look() -> None:
+        try:
+            seen.append(Job.objects.values_list("status", "leased_by").get(pk=job_id))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join(20)
+    return seen[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_is_committed_for_everyone_at_once_without_waiting_for_the_disk() -> None:
+    """The lease is visible to every other connection when job_claim returns; its commit does not
+    wait for the WAL flush (none for 20 claims), and the setting ends with the claim's transaction:
+    what the handler and the close commit next is flushed as before."""
+    rows = [_job() for _ in range(20)]
+    before = _wal_fsyncs_by_clients()
+    claimed = [job_claim(job_id=job.pk, worker="w1", lease_seconds=60) for job in rows]
+    assert _wal_fsyncs_by_clients() - before == 0
+    assert _status_seen_by_another_connection(rows[-1].pk) == (Job.Status.RUNNING, "w1")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+    before = _wal_fsyncs_by_clients()
+    assert all(job_complete(job=job, result=None) for job in claimed)  # type: ignore[arg-type]
+    assert _wal_fsyncs_by_clients() - before >= 10  # the closes are flushed (some may share a flush)
+
+
+@pytest.fixture
+def closer() -> Any:
+    """The closer connection job_execute(confirm_close_later=True) opens, closed after the test."""
+    yield jobs._closer
+    jobs.job_closes_confirm()
+    if jobs._closer.conn is not None:
+        jobs._closer.conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_sends_the_close_on_a_connection_of_its_own_and_reads_the_answer_later(
+    test_handlers: Any, closer: Any
+) -> None:
+    first, second = _job(type="test.pure"), _job(type="test.pure")
+    mine = job_execute(job_id=first.pk, worker="w1", confirm_close_later=True)
+    assert mine is not None and mine.status == Job.Status.RUNNING  # returned without the answer
+    assert closer.unconfirmed == [(first.pk, "w1", 1, {"pure": True, "attempt": 1})]
+    assert Job.objects.filter(pk=second.pk).exists()  # Django's connection is free at once
+    job_execute(job_id=second.pk, worker="w1", confirm_close_later=True)  # reads the first answer, sends its own
+    assert [entry[0] for entry in closer.unconfirmed] == [second.pk]
+    jobs.job_closes_confirm()
+    assert closer.unconfirmed == []
+    assert list(Job.objects.values_list("status", "result", "leased_by").order_by("pk")) == [
+        (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, "w1"),
+        (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, "w1"),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_close_sent_without_waiting_that_lost_its_lease_closes_nothing_and_says_so(
+    test_handlers: Any, published: list[Any], caplog: pytest.LogCaptureFixture, closer: Any
+) -> None:
+    job = _job(type="test.pure")
+    _take_over.append(lambda claimed: claimed.attempts == 1 and _another_worker_takes_over(claimed))
+    job_execute(job_id=job.pk, worker="worker-a", confirm_close_later=True)
+    with caplog.at_level("WARNING", logger="tradeops.jobs"):
+        jobs.job_closes_confirm()
+    assert f"job {job.pk}: lease lost on attempt 1; nothing was closed" in caplog.text
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.leased_by, job.result) == (
+        Job.Status.SUCCEEDED, 2, "worker-b", {"pure": True, "attempt": 2},
+    )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closer_the_server_ended_is_replaced_before_the_next_close(test_handlers: Any, closer: Any) -> None:
+    first, second = _job(type="test.pure"), _job(type="test.pure")
+    job_execute(job_id=first.pk, worker="w1", confirm_close_later=True)
+    jobs.job_closes_confirm()
+    ended = closer.conn.info.backend_pid
+    with connection.cursor() as cursor:  # as a database restart would
+        cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [ended])
+    job_execute(job_id=second.pk, worker="w1", confirm_close_later=True)
+    jobs.job_closes_confirm()
+    assert closer.conn.info.backend_pid != ended
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_close_that_got_no_answer_is_run_again_on_the_workers_connection(
+    test_handlers: Any, closer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = _job(type="test.pure")
+    job_execute(job_id=job.pk, worker="w1", confirm_close_later=True)
+    closer.conn.close()  # the answer is lost whether or not the server ran it
+    with caplog.at_level("WARNING", logger="tradeops.jobs"):
+        jobs.job_closes_confirm()
+    assert f"job {job.pk}: the close of attempt 1 sent without waiting got no answer" in caplog.text
+    job.refresh_from_db()
+    assert (job.status, job.result, job.leased_by) == (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, "w1")
+
+
+def test_inside_a_callers_transaction_the_close_is_awaited(test_handlers: Any, closes: list[str]) -> None:
+    """An open transaction (here the test's) cannot carry a statement nobody waits for: the close
+    runs as before, in it."""
+    job = _job(type="test.pure")
+    job_execute(job_id=job.pk, worker="w1", confirm_close_later=True)
+    assert closes == ["in the handler's transaction"] and jobs._closer.unconfirmed == []
+    assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
+
+
 # -- watchdog ----------------------------------------------------------------------------------
 def test_the_watchdog_leaves_a_live_lease_alone() -> None:
     job = _job()

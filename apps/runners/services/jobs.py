@@ -5,11 +5,14 @@ its id. Delivery is at least once; execution is at most once per lease:
   job) and publishes the id only after commit.
 - job_claim leases one due row with UPDATE … (SELECT … FOR UPDATE SKIP LOCKED) in its own,
   committed transaction. A duplicate or redelivered message finds the row RUNNING or closed and
-  does nothing.
+  does nothing. Its commit does not wait for the disk (see _CLAIM_SQL: what that changes is only
+  the attempt count of a claim a database crash loses).
 - job_complete and job_fail are fenced by (leased_by, attempts): a worker whose lease was taken
   over closes nothing. job_execute runs the handler and job_complete in one transaction, so a
   fenced-out worker's database writes roll back with its completion. Effects outside Postgres
   (a broker order) need their own idempotency key (client_order_id) and reconciliation.
+- A worker sends a close that is a statement of its own on a second connection without waiting
+  for the answer, and reads the answer before its next close (_close_unconfirmed).
 - job_watchdog requeues expired leases, or dead-letters them after max_attempts. A job that kills
   its worker every time ends DEAD instead of looping, which Celery's reject_on_worker_lost would
   do (RELIABILITY J6).
@@ -22,18 +25,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import select
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.types.json import Jsonb
 
 from apps.core import context
@@ -276,10 +282,25 @@ SET status = 'RUNNING',
     started_at = statement_timestamp(),
     finished_at = NULL,
     updated_at = statement_timestamp()
-FROM candidate
+FROM candidate, (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
 WHERE job.id = candidate.id
 RETURNING {", ".join(f"job.{column}" for column in _CLAIMED)}
 """
+# `unflushed`: this transaction's commit does not wait for its WAL to reach the disk (SET LOCAL
+# synchronous_commit = off, for the claim's own transaction only; the handler's commits and the
+# close stay synchronous). The lease is committed, and so visible to every other worker and the
+# watchdog, when the statement returns, exactly as before; what changes is only when it becomes
+# durable: at the WAL writer's next flush (wal_writer_delay, 200 ms by default, at most three
+# times that), or at once with any later synchronous commit (the handler's first write, the
+# close), which flushes the WAL up to and including the claim. A database crash inside that window
+# loses the claim: the job is QUEUED again, as if its message had been lost, and the watchdog
+# republishes it (STALE_QUEUED_AFTER). Nothing runs twice that would not have anyway: the crash
+# broke the worker's connection, so that execution can neither write nor close (a claim that did
+# not survive can never be closed: the row is no longer RUNNING), and a job in flight at a crash is
+# run again in both cases. The one difference: that attempt is not counted toward max_attempts.
+# Why: a synchronous commit costs a flush and the wake-ups around it, which on a box whose CPUs
+# are saturated take milliseconds (bench/job_ledger.py, loaded rounds: the claim's flush was the
+# largest single cost of a job there).
 _CLAIM_ONE_SQL = _CLAIM_SQL.format(only_id="AND id = %(job_id)s")
 _CLAIM_NEXT_SQL = _CLAIM_SQL.format(only_id="")
 
@@ -289,6 +310,11 @@ SET status = 'SUCCEEDED', result = %(result)s, lease_expires_at = NULL,
     finished_at = statement_timestamp(), updated_at = statement_timestamp()
 WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attempts = %(attempts)s
 """
+
+
+# _COMPLETE_SQL with numbered parameters, prepared on a worker's closer connection (_close_unconfirmed).
+_COMPLETE_POSITIONAL = (_COMPLETE_SQL % {"result": "$1", "id": "$2", "leased_by": "$3", "attempts": "$4"}).encode()
+_CLOSER_STATEMENT = b"tradeops_job_close"
 
 
 def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -> Job | None:
@@ -401,9 +427,146 @@ def _nothing_to_commit() -> bool:
     return raw is not None and raw.info.transaction_status == TransactionStatus.IDLE and not connection.run_on_commit
 
 
-def job_execute(*, job_id: int, worker: str) -> Job | None:
+class _Closer:
+    """A worker process's own connection for the closes it sends without waiting (the `closer`),
+    and the closes whose answer it has not read yet: (job id, leased_by, attempts, result)."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection[Any] | None = None
+        self.pid = 0
+        self.unconfirmed: list[tuple[int, str, int, dict[str, Any] | None]] = []
+
+    def connection(self) -> psycopg.Connection[Any]:
+        """The closer, opened on first use (and again after it broke, or in a forked child). An idle
+        connection with something to read was ended by the server (a restart, pg_terminate_backend:
+        its last words wait in the socket), so it is replaced before anything is sent on it."""
+        conn = self.conn
+        if conn is not None and not conn.closed and self.pid == os.getpid():
+            if not select.select([conn.pgconn.socket], [], [], 0)[0]:
+                return conn
+            conn.close()
+        params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+        conn = psycopg.connect(**params, autocommit=True)
+        # The close as a server-side prepared statement of this connection's own (psycopg runs
+        # nothing on it, so never deallocates it): planned once, not per job.
+        prepared = conn.pgconn.prepare(_CLOSER_STATEMENT, _COMPLETE_POSITIONAL)
+        if prepared.status != ExecStatus.COMMAND_OK:
+            conn.close()
+            raise psycopg.OperationalError(prepared.error_message.decode(errors="replace").strip())
+        self.conn, self.pid, self.unconfirmed = conn, os.getpid(), []
+        return conn
+
+
+_closer = _Closer()
+
+
+def _close_unconfirmed(job: Job, result: dict[str, Any] | None) -> bool:
+    """Send the fenced close (the statement job_complete runs) on the worker's closer connection and
+    return without waiting for its answer; False, with nothing sent, when Django's connection is
+    not in autocommit or holds an open transaction (what the handler did is not committed yet, and
+    the close must be part of it) or the closer cannot be opened.
+
+    Why: a close is a commit, and a commit waits for the WAL to reach the disk. On a box whose CPUs
+    are saturated that flush and the wake-ups around it take milliseconds instead of a fraction of
+    one (bench/job_ledger.py, loaded rounds), and a worker that waited for them took its next
+    message only after. Sent like this, the close commits while the worker hands the task back and
+    claims its next job (on Django's connection: the claim never queues behind it). Nothing is
+    weaker: the statement is the same fenced UPDATE, committed and flushed by the server whether or
+    not anyone reads its answer; only the reading moves, to job_closes_confirm (before the closer's
+    next close, and when the process ends), which runs the close again on Django's connection if
+    it got no answer. A worker that dies in between leaves the row as one that dies just after a
+    close: closed, or RUNNING until the watchdog takes the lease back. Only for closes that are a
+    statement of their own: the handler committed its own work (OWN_TRANSACTIONS) or did none, so
+    a lost lease has nothing to roll back and the answer only says whether to log it."""
+    if connection.in_atomic_block or not connection.get_autocommit():
+        return False
+    raw = connection.connection
+    if raw is not None and raw.info.transaction_status != TransactionStatus.IDLE:
+        return False
+    job_closes_confirm()
+    try:
+        closer = _closer.connection()
+    except psycopg.OperationalError as exc:
+        logger.warning("job %s: no closer connection (%s); closing on the worker's own", job.pk, exc)
+        return False
+    # The values job_complete sends, as text parameters: JSON as psycopg's Jsonb dumps it (json.dumps).
+    values = [
+        None if result is None else json.dumps(result).encode(),
+        str(job.pk).encode(),
+        job.leased_by.encode(),
+        str(job.attempts).encode(),
+    ]
+    pgconn = closer.pgconn
+    _closer.unconfirmed.append((job.pk, job.leased_by, job.attempts, result))
+    try:
+        pgconn.send_query_prepared(_CLOSER_STATEMENT, values)
+        while pgconn.flush():  # a non-blocking connection: wait until the statement is out
+            select.select([], [pgconn.socket], [], 1.0)
+    except psycopg.OperationalError:
+        job_closes_confirm()  # no answer will come: closed again on Django's connection
+    return True
+
+
+def job_closes_confirm() -> None:
+    """Read the answers of the closes the closer sent without waiting (_close_unconfirmed), waiting
+    for them if need be. A close that got no answer (the closer broke, or the server ended it) is
+    run again on Django's connection: the fenced UPDATE matches nothing if the first one did
+    commit. Logs a close the lease fenced out (its job then belongs to the worker that holds it)."""
+    if not _closer.unconfirmed or _closer.pid != os.getpid():
+        return
+    conn = _closer.conn
+    while _closer.unconfirmed:
+        job_id, leased_by, attempts, result = _closer.unconfirmed.pop(0)
+        answers: list[Any] = []
+        try:
+            if conn is None or conn.closed:
+                raise psycopg.OperationalError("the closer connection is closed")
+            pgconn = conn.pgconn
+            while True:
+                while pgconn.is_busy():
+                    select.select([pgconn.socket], [], [], 1.0)
+                    pgconn.consume_input()
+                answer = pgconn.get_result()
+                if answer is None:
+                    break
+                answers.append(answer)
+        except psycopg.OperationalError as exc:
+            answers = []
+            logger.info("job %s: the closer connection broke (%s)", job_id, exc)
+        if [a.status for a in answers] == [ExecStatus.COMMAND_OK]:
+            if answers[0].command_tuples != 1:
+                logger.warning("job %s: lease lost on attempt %s; nothing was closed", job_id, attempts)
+            continue
+        if conn is not None and not conn.closed:
+            conn.close()  # broken or ended by the server: the next close opens another
+        errors = "; ".join(a.error_message.decode(errors="replace").strip() for a in answers if a.error_message)
+        closed = execute_prepared(
+            _COMPLETE_SQL,
+            {
+                "result": Jsonb(result) if result is not None else None,
+                "id": job_id,
+                "leased_by": leased_by,
+                "attempts": attempts,
+            },
+        )
+        logger.warning(
+            "job %s: the close of attempt %s sent without waiting got no answer (%s); run again on the worker's "
+            "connection: %s",
+            job_id,
+            attempts,
+            errors or "connection lost",
+            "closed" if closed else "nothing to close (it had committed, or the lease was lost)",
+        )
+
+
+def job_execute(*, job_id: int, worker: str, confirm_close_later: bool = False) -> Job | None:
     """Claim → handler → complete or fail. Returns the job as this worker left it, or None when
-    it was not claimable (a duplicate delivery, a cancelled or finished job): nothing happens."""
+    it was not claimable (a duplicate delivery, a cancelled or finished job): nothing happens.
+
+    `confirm_close_later` (a worker's job_run): when the close is a statement of its own (the
+    handler committed its own work, or left nothing to commit), it is sent on the worker's closer
+    connection without waiting for the answer (_close_unconfirmed); the job is then returned still
+    marked RUNNING in memory, and the answer is read before the closer's next close."""
     job = job_claim(job_id=job_id, worker=worker, lease_seconds=settings.JOB_LEASE_SECONDS)
     if job is None:
         logger.info("job %s not claimable (running elsewhere, closed or not due): nothing to do", job_id)
@@ -421,6 +584,8 @@ def job_execute(*, job_id: int, worker: str) -> Job | None:
         try:
             if job.type in OWN_TRANSACTIONS:
                 result = handler(job)
+                if confirm_close_later and _close_unconfirmed(job, result):
+                    return job
                 if not job_complete(job=job, result=result):
                     raise _LeaseLost
                 return job
@@ -432,6 +597,8 @@ def job_execute(*, job_id: int, worker: str) -> Job | None:
             # A handler that sent nothing to the database and left nothing to run on commit has
             # nothing to roll back if the lease was lost: the close alone is the transaction, one
             # statement in autocommit (one round trip instead of BEGIN, UPDATE and COMMIT).
+            if untouched and confirm_close_later and _close_unconfirmed(job, result):
+                return job
             if untouched and not job_complete(job=job, result=result):
                 raise _LeaseLost
         except _LeaseLost:
