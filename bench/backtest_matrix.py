@@ -44,6 +44,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bars: not for a benchmark's output
 
 import numpy as np  # noqa: E402
 
