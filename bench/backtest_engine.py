@@ -401,6 +401,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve(logs: Path, tag: str, port: int, processes: list[subprocess.Popen[bytes]]) -> str:
+    """Start gunicorn (as `make run` serves the API) and one `celery worker -Q backtests
+    --concurrency 2` (the Procfile's backtests worker) into `processes`; the base URL once both answer."""
+    import httpx
+
+    from config.celery import app
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
+    base = f"http://127.0.0.1:{port}"
+    with (logs / "gunicorn.log").open("wb") as log:
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{port}"]
+                + ["--workers", "2", "--threads", "4", "--no-control-socket", "--log-level", "warning"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+    with (logs / "worker.log").open("wb") as log:
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "backtests", "--concurrency", "2"]
+                + ["--hostname", f"{tag}@%h", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        if any(p.poll() is not None for p in processes):
+            raise Failed(f"the API's processes did not start; logs in {logs}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + "/bench/plain", timeout=1).status_code == 200 and any(
+                node.startswith(tag) for reply in app.control.ping(timeout=0.5) for node in reply
+            ):
+                return base
+        if time.monotonic() > deadline:
+            raise Failed("gunicorn or the backtests worker did not answer within 60 s")
+        time.sleep(0.2)
+
+
 def api_path(start: datetime, end: datetime, config: Any, expected: list[Any], logs: Path) -> dict[str, Any]:
     """POST /api/backtests → the backtests worker → stored result; wall seconds and the checks."""
     import httpx
@@ -409,43 +448,11 @@ def api_path(start: datetime, end: datetime, config: Any, expected: list[Any], l
     from apps.accounts.services import api_token_create
     from apps.backtests.models import Backtest, BacktestTrade
     from apps.core.roles import Role
-    from config.celery import app
 
     _, token = api_token_create(username=f"bench-backtest-{os.getpid()}", role=Role.OPERATOR)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    tag = f"benchbt{os.getpid()}"
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        with (logs / "gunicorn.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-                    + ["--workers", "2", "--threads", "4", "--no-control-socket", "--log-level", "warning"],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )  # fmt: skip
-        with (logs / "worker.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "backtests", "--concurrency", "2"]
-                    + ["--hostname", f"{tag}@%h", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            if any(p.poll() is not None for p in processes):
-                raise Failed(f"the API path's processes did not start; logs in {logs}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/bench/plain", timeout=1).status_code == 200 and any(
-                    node.startswith(tag) for reply in app.control.ping(timeout=0.5) for node in reply
-                ):
-                    break
-            if time.monotonic() > deadline:
-                raise Failed("gunicorn or the backtests worker did not answer within 60 s")
-            time.sleep(0.2)
+        base = serve(logs, f"benchbt{os.getpid()}", free_port(), processes)
         body = {
             "strategy_key": STRATEGY,
             "parameters": dict(config.parameters),

@@ -29,7 +29,6 @@ Knobs: BENCH_BARS (default 100,000), BENCH_TIMEOUT (seconds for the whole run, d
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -155,43 +154,11 @@ def run_ours(start: datetime, end: datetime, logs: Path) -> tuple[float, dict[tu
     from apps.accounts.services import api_token_create
     from apps.backtests.models import Backtest, BacktestTrade
     from apps.core.roles import Role
-    from config.celery import app
 
     _, token = api_token_create(username=f"bench-matrix-{os.getpid()}", role=Role.OPERATOR)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
-    port = single.free_port()
-    base = f"http://127.0.0.1:{port}"
-    tag = f"benchmx{os.getpid()}"
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        with (logs / "gunicorn.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-                    + ["--workers", "2", "--threads", "4", "--no-control-socket", "--log-level", "warning"],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )  # fmt: skip
-        with (logs / "worker.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "backtests", "--concurrency", "2"]
-                    + ["--hostname", f"{tag}@%h", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            if any(p.poll() is not None for p in processes):
-                raise single.Failed(f"the matrix path's processes did not start; logs in {logs}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/bench/plain", timeout=1).status_code == 200 and any(
-                    node.startswith(tag) for reply in app.control.ping(timeout=0.5) for node in reply
-                ):
-                    break
-            if time.monotonic() > deadline:
-                raise single.Failed("gunicorn or the backtests worker did not answer within 60 s")
-            time.sleep(0.2)
+        base = single.serve(logs, f"benchmx{os.getpid()}", single.free_port(), processes)
         body = {
             "strategy_key": single.STRATEGY,
             "parameters": BASE,

@@ -7,10 +7,8 @@ ticks, stops tried on their entry's fill bar, reversals, exits and risk refusals
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pytest
 from django.conf import settings
 from django.utils import timezone
@@ -19,14 +17,13 @@ from apps.bots import strategies as catalogue
 from apps.bots.models import Bot
 from apps.market import hours, instruments
 from apps.market.arrays import bar_arrays
-from apps.market.bars import MarketBar
-from apps.market.services import bars_store
 from apps.runners.models import Runner
 from apps.runners.services import tick
 from apps.telemetry.models import DecisionTrace
 from apps.trading import engine
 from apps.trading import services as execution
 from apps.trading.models import Fill
+from tests.backtests.factories import store_walk
 from tests.bots.factories import BotFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,22 +46,6 @@ PARAMETERS: dict[str, dict[str, Any]] = {
 }
 # Tight enough that some orders are refused (daily orders): risk must refuse the same ones on both sides.
 RISK_LIMITS = {"max_position_contracts": 1, "max_daily_loss": 400.0, "max_orders_per_day": 40}
-
-
-def _store_walk(seed: int, start: datetime, end: datetime) -> None:
-    """A random walk on MES's tick grid, one bar per open minute in [start, end), stored."""
-    slots = hours.bar_slots_between("MES", TF, int(start.timestamp()), int(end.timestamp()))
-    rng = np.random.default_rng(seed)
-    tick = Decimal("0.25")
-    price, bars = 24000, []
-    for s in slots:
-        o = price
-        c = o + int(rng.integers(-6, 7))
-        h = max(o, c) + int(rng.integers(0, 4))
-        lo = min(o, c) - int(rng.integers(0, 4))
-        bars.append(MarketBar(datetime.fromtimestamp(s, UTC), o * tick, h * tick, lo * tick, c * tick, 100))
-        price = c
-    bars_store(instrument="MES", timeframe="1m", bars=bars, source="test", fetched_at=timezone.now())
 
 
 # How the SIM runner ticks each bar: replayed with as_of, on time (2 s after the close), or late
@@ -139,7 +120,7 @@ def test_a_backtest_and_a_sim_runner_make_the_same_decisions_and_fills(
     key: str, timing: str, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     assert set(PARAMETERS) == set(catalogue.STRATEGIES), "every catalogue strategy is held to parity"
-    _store_walk(seed=7, start=WINDOW_START - timedelta(hours=2), end=WINDOW_END + timedelta(minutes=5))
+    store_walk(seed=7, start=WINDOW_START - timedelta(hours=2), end=WINDOW_END + timedelta(minutes=5))
     bot = BotFactory(
         stage=Bot.Stage.PAPER, timeframe="1m", strategy_key=key, parameters=PARAMETERS[key], risk_limits=RISK_LIMITS
     )
