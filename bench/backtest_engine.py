@@ -193,9 +193,9 @@ class Trade:
 
 
 def ours_config() -> Any:
-    from apps.bots.strategies import STRATEGIES as CATALOGUE
     from apps.market.instruments import get as instrument_get
     from apps.trading import engine
+    from apps.trading.catalogue import STRATEGIES as CATALOGUE
     from apps.trading.fills import FillModel
 
     spec = instrument_get(INSTRUMENT)

@@ -284,8 +284,8 @@ class Bench:
 def seed() -> tuple[list[int], list[int]]:
     """(bot ids, runner ids) of BOTS PAPER bots with RUNNING SIM runners; no other runner RUNNING."""
     from apps.bots.models import Bot
-    from apps.bots.strategies import STRATEGIES
     from apps.runners.models import Runner
+    from apps.trading.catalogue import STRATEGIES
     from apps.trading.models import AccountRisk
 
     keys = list(STRATEGIES)

@@ -23,9 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apps.bots import strategies as catalogue  # noqa: E402
 from apps.market.bars import MarketBar  # noqa: E402
-from apps.trading import strategies, vectorized  # noqa: E402
+from apps.trading import (  # noqa: E402
+    catalogue,  # noqa: E402
+    strategies,
+    vectorized,
+)
 
 # The catalogue's defaults, as the starter pack and the tick benchmark use them.
 DEFAULTS = {key: catalogue.STRATEGIES[key].defaults() for key in ("trend_following", "breakout", "mean_reversion")}

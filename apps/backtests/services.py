@@ -21,9 +21,9 @@ SPEC §2 envelope in `error`, and the job SUCCEEDED (it did its work). An unexpe
 row back to QUEUED and lets the ledger retry; on the last attempt it is FAILED with INTERNAL_ERROR.
 
 Layers: backtests sits below bots and runners (the bots' LAB→PAPER gate reads backtests). What a
-backtest needs from above is reached at call time, never imported by the module: the bot row by
-its label, the strategy catalogue (apps/bots/strategies.py, pure data) and the job ledger
-(apps/runners/services/jobs.py) in `_catalogue()` and `_ledger()`.
+backtest needs from above is never imported: the bot row by
+its label, the strategy catalogue (apps/trading/catalogue.py, pure data) and the job ledger
+(apps/runners/services/jobs.py) in `catalogue` and `ledger.ledger()`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from types import ModuleType
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -48,7 +47,7 @@ from django.db.models.functions import Cast, Concat, Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from apps.backtests import selectors
+from apps.backtests import ledger, selectors
 from apps.backtests.exceptions import BacktestNotCancellable, BacktestValidationError
 from apps.backtests.models import OPEN_STATUSES, Backtest, BacktestMatrix, BacktestTrade, Status
 from apps.backtests.selectors import OBJECTIVES
@@ -61,7 +60,7 @@ from apps.market import instruments as market_instruments
 from apps.market import services as market
 from apps.market.arrays import BarArrays, BarGap, bar_gaps, cached_bar_arrays, expected_slots
 from apps.market.bars import from_epoch
-from apps.trading import engine
+from apps.trading import catalogue, engine
 from apps.trading import services as trading_services
 from apps.trading import strategies as trading_strategies
 from apps.trading.fills import FillModel
@@ -99,20 +98,6 @@ STRATEGY_FIELDS = ("strategy_key", "parameters", "instrument", "timeframe")
 
 
 # -- the layers above ---------------------------------------------------------------------------
-
-
-def _catalogue() -> ModuleType:
-    """apps/bots/strategies.py: the strategies, their parameters and the risk-limit keys (data)."""
-    from apps.bots import strategies
-
-    return strategies
-
-
-def _ledger() -> ModuleType:
-    """apps/runners/services/jobs.py: the job ledger every background job goes through."""
-    from apps.runners.services import jobs
-
-    return jobs
 
 
 def _job_model() -> Any:
@@ -211,7 +196,7 @@ def _risk_limits(value: Any, errors: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         errors["risk_limits"] = ["must be an object of limit names to positive numbers, or null for none."]
         return None
-    clean, problems = _catalogue().risk_limit_errors(value)
+    clean, problems = catalogue.risk_limit_errors(value)
     if problems:
         errors["risk_limits"] = problems
         return None
@@ -220,7 +205,6 @@ def _risk_limits(value: Any, errors: dict[str, Any]) -> dict[str, Any] | None:
 
 def _strategy_config(data: Mapping[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
     """strategy_key, parameters (defaults filled in), instrument, timeframe of a strategy backtest."""
-    catalogue = _catalogue()
     out: dict[str, Any] = {}
     strategy = catalogue.strategy_for(data.get("strategy_key"))
     if strategy is None:
@@ -368,7 +352,7 @@ def backtest_create(*, data: Any, actor: Any, matrix: Any = None) -> Backtest:
         status=Status.QUEUED,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-    backtest.job = _ledger().job_enqueue(
+    backtest.job = ledger.ledger().job_enqueue(
         type=JOB_TYPE, payload={"backtest_id": backtest.pk}, idempotency_key=f"backtest:{backtest.pk}"
     )
     backtest.save(update_fields=["job"])
@@ -393,12 +377,12 @@ def backtest_cancel(*, backtest: Backtest, actor: Any, reason: str = "") -> Back
         raise BacktestNotCancellable(
             f"Backtest {backtest.pk} is {backtest.status}; only QUEUED or RUNNING backtests can be cancelled."
         )
-    ledger = _ledger()
+    jobs = ledger.ledger()
     job = _job_model().objects.filter(pk=backtest.job_id).first() if backtest.job_id else None
     # A worker that claimed the job meanwhile (JobNotCancellable) finds the row CANCELLED and stops.
     if job is not None and job.status in (job.Status.QUEUED, job.Status.FAILED):
-        with contextlib.suppress(ledger.JobNotCancellable):
-            ledger.job_cancel(job=job, actor=actor, reason=reason or f"backtest {backtest.pk} cancelled")
+        with contextlib.suppress(jobs.JobNotCancellable):
+            jobs.job_cancel(job=job, actor=actor, reason=reason or f"backtest {backtest.pk} cancelled")
     audit_record(
         action="backtest.cancel",
         actor=actor,
@@ -474,7 +458,6 @@ def _grid(value: Any, strategy: Any, base: dict[str, Any], errors: dict[str, Any
 
 
 def _instruments(value: Any, default: str | None, errors: dict[str, Any]) -> list[str]:
-    catalogue = _catalogue()
     if value is None:
         return [default] if default else []
     if not isinstance(value, list) or not value:
@@ -542,7 +525,6 @@ def _combinations(
 ) -> list[dict[str, Any]]:
     """Every parameter set of the grid over the base parameters that the strategy's own rules allow
     (e.g. a fast period below the slow one); the others go to `skipped` with the rule they break."""
-    catalogue = _catalogue()
     names = list(grid)
     out = []
     for values in itertools.product(*(grid[n] for n in names)):
@@ -576,7 +558,7 @@ def matrix_validate(*, data: Any, now: datetime | None = None) -> dict[str, Any]
     objective = data.get("objective", "expectancy")
     if objective not in OBJECTIVES:
         errors["objective"] = [f"must be one of: {', '.join(OBJECTIVES)}."]
-    strategy = _catalogue().strategy_for(config.get("strategy_key"))
+    strategy = catalogue.strategy_for(config.get("strategy_key"))
     grid = _grid(data.get("grid"), strategy, config.get("parameters", {}), errors) if strategy else {}
     skipped: list[dict[str, Any]] = []
     combinations: list[dict[str, Any]] = []
@@ -659,7 +641,9 @@ def matrix_create(*, data: Any, actor: Any) -> BacktestMatrix:
         ],
         batch_size=2000,
     )
-    _ledger().job_enqueue_many(type=JOB_TYPE, items=[({"backtest_id": row.pk}, f"backtest:{row.pk}") for row in rows])
+    ledger.ledger().job_enqueue_many(
+        type=JOB_TYPE, items=[({"backtest_id": row.pk}, f"backtest:{row.pk}") for row in rows]
+    )
     Backtest.objects.filter(matrix=matrix).update(
         job_id=Subquery(
             _job_model()
@@ -703,7 +687,7 @@ def matrix_cancel(*, matrix: BacktestMatrix, actor: Any, reason: str = "") -> Ba
                 f"Matrix {matrix.pk} is {matrix.status}: every run has finished, there is nothing to cancel.",
                 suggested_fix="Nothing to cancel. Create a new matrix if you need other runs.",
             )
-        jobs = _ledger().job_cancel_queued(job_ids=job_ids)
+        jobs = ledger.ledger().job_cancel_queued(job_ids=job_ids)
         audit_record(
             action="backtest_matrix.cancel",
             actor=actor,

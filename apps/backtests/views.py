@@ -6,9 +6,9 @@ objective, a heatmap of the objective over two of its parameters, the combinatio
 Views parse, call one service or selector, and render (STYLE.md R7). A backtest is created and
 cancelled through the same services as POST /api/backtests and POST /api/backtests/{id}/cancel,
 a matrix through those of POST /api/backtests/matrix and its cancel, with the same roles: a viewer
-reads, an operator or an admin acts. Bots and their strategy catalogue sit above backtests
-(docs/architecture.md, "Dependency direction"): the catalogue is read at call time and the bot row
-through the Backtest's foreign key (or by its label), never imported.
+reads, an operator or an admin acts. Bots sit above backtests (docs/architecture.md, "Dependency
+direction"): the bot row is reached through the Backtest's foreign key (or by its label), never
+imported; the strategy catalogue is data in apps/trading/catalogue.py, below.
 
 The page helpers of apps.bots.views (role checks, polled partials) are not imported for the same
 reason; the few lines they need are here, with the same rules: a user without a role gets 404, an
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, timedelta
-from types import ModuleType
 from typing import Any
 
 from django import forms as django_forms
@@ -48,6 +47,7 @@ from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
 from apps.market.arrays import bar_arrays
+from apps.trading import catalogue
 from apps.trading import services as trading_services
 
 BACKTEST_LIST = "backtests/backtest_list.html"
@@ -64,14 +64,6 @@ DEFAULT_WINDOW_DAYS = 30
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _catalogue() -> ModuleType:
-    """apps/bots/strategies.py: the strategies, their parameters, instruments and bar sizes (pure
-    data), read at call time (bots sit above backtests)."""
-    from apps.bots import strategies
-
-    return strategies
 
 
 def _require_viewer(request: HtmxHttpRequest) -> None:
@@ -96,7 +88,7 @@ def _backtest_or_404(backtest_id: int) -> Backtest:
 
 
 def _strategy_label(key: str) -> str:
-    spec = _catalogue().strategy_for(key)
+    spec = catalogue.strategy_for(key)
     return spec.label if spec is not None else key
 
 
@@ -153,7 +145,6 @@ def create_form_context(
 ) -> dict[str, Any]:
     """The New backtest form: its choices, and after a refusal what was sent and each input's
     errors (with its label), or, opened from a bot's page (?run_bot=<id>), that bot chosen."""
-    catalogue = _catalogue()
     fill = trading_services.sim_fill_model()
     start, end = _default_window()
     run_bot = request.GET.get("run_bot", "")
@@ -310,7 +301,6 @@ def backtest_create(request: HtmxHttpRequest) -> HttpResponse:
     kept and each error beside its input, in words."""
     if (denied := _forbidden(request)) is not None:
         return denied
-    catalogue = _catalogue()
     body, errors = backtest_forms.request_body(request.POST, strategy_keys=catalogue.STRATEGIES)
     refusal: ApplicationError | None = None
     backtest = None
@@ -359,7 +349,6 @@ def _after(request: HtmxHttpRequest) -> int:
 
 
 def _detail_context(request: HtmxHttpRequest, backtest: Backtest, **extra: Any) -> dict[str, Any]:
-    catalogue = _catalogue()
     spec = catalogue.strategy_for(backtest.strategy_key)
     bot = backtest.bot if backtest.bot_id else None
     context: dict[str, Any] = {
@@ -488,7 +477,6 @@ def matrix_form_context(
     """The New matrix form: its choices (each bot with its strategy and current parameters, so the
     grid inputs of that strategy show with the bot's values as their base), and after a refusal
     what was sent with each input's errors, in words."""
-    catalogue = _catalogue()
     fill = trading_services.sim_fill_model()
     start, end = _default_window()
     errors = errors or {}
@@ -603,7 +591,6 @@ def matrix_create(request: HtmxHttpRequest) -> HttpResponse:
     kept and each error beside its input, in words (more than 10,000 runs says how many)."""
     if (denied := _forbidden(request)) is not None:
         return denied
-    catalogue = _catalogue()
     bots = selectors.backtest_bot_choices()
     body, errors, rows = backtest_forms.matrix_request_body(
         request.POST, strategy_keys=catalogue.STRATEGIES, bot_strategies={b.pk: b.strategy_key for b in bots}
@@ -733,7 +720,6 @@ def _progress_context(request: HtmxHttpRequest, matrix: BacktestMatrix) -> dict[
 
 
 def _matrix_context(request: HtmxHttpRequest, matrix: BacktestMatrix, **extra: Any) -> dict[str, Any]:
-    catalogue = _catalogue()
     config = matrix.base_config or {}
     spec = catalogue.strategy_for(config.get("strategy_key"))
     progress = _progress_context(request, matrix)

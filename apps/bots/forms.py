@@ -10,8 +10,8 @@ from typing import Any
 
 from django.http import QueryDict
 
-from apps.bots import strategies
 from apps.bots.models import Bot
+from apps.trading import catalogue as strategies
 
 CREATE_FIELDS = ("name", "strategy_key", "instrument", "timeframe", "data_provider", "venue", "broker_account")
 _INT = re.compile(r"^[+-]?\d+$")

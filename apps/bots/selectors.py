@@ -15,10 +15,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.backtests.models import Backtest
-from apps.bots import strategies
 from apps.bots.exceptions import BotNotFound, InvalidStageTransition
 from apps.bots.models import Bot, BotConfigVersion
 from apps.integrations.selectors import integration_status_list
+from apps.trading import catalogue as strategies
 from apps.trading import services as trading_services
 from apps.trading.fills import FillModel
 
@@ -164,7 +164,7 @@ def _backtest_gate(bot: Bot) -> dict[str, Any]:
     oldest = timezone.now() - timedelta(days=settings.BACKTEST_GATE_MAX_AGE_DAYS)
     sim = trading_services.sim_fill_model()
     version = bot.config_version
-    todo = (
+    run_one = (
         f'Run one from the Backtests page, or POST /api/backtests with {{"bot_id": {bot.pk}, "start", "end"}} '
         f"over at least {min_days} trading days."
     )
@@ -209,7 +209,7 @@ def _backtest_gate(bot: Bot) -> dict[str, Any]:
                 + "; ".join(_backtest_shortfalls(promotable, min_days=min_days, oldest=oldest))
                 + "."
             )
-        return _gate("backtest_promotable", False, f"{detail} {todo}")
+        return _gate("backtest_promotable", False, f"{detail} {run_one}")
 
     parts = [f"no backtest of {bot.name}'s current config (v{version}) has succeeded."]
     open_one = mine.filter(status__in=[Backtest.Status.QUEUED, Backtest.Status.RUNNING]).first()
@@ -239,7 +239,7 @@ def _backtest_gate(bot: Bot) -> dict[str, Any]:
             f"Backtest {earlier.pk} is of config v{earlier.config_version}; the parameters or risk limits have "
             f"changed since (now v{version}), so it is not evidence for this config."
         )
-    parts.append(todo)
+    parts.append(run_one)
     return _gate("backtest_promotable", False, " ".join(parts))
 
 

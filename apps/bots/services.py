@@ -15,7 +15,7 @@ from django.apps import apps
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.bots import selectors, strategies
+from apps.bots import selectors
 from apps.bots.exceptions import (
     BotChangedConcurrently,
     BotChangeRefused,
@@ -30,6 +30,7 @@ from apps.core import snapshots
 from apps.core.audit import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.core.roles import Role, user_has_role
+from apps.trading import catalogue as strategies
 
 Stage = Bot.Stage
 

@@ -28,7 +28,7 @@ Provider symbols:
   provider. MGC and MCL have monthly listings with product-specific last trading days that are
   not modelled here: Polygon/Massive is refused for them with a clear error (use Databento).
 
-The bots catalogue (apps/bots/strategies.py INSTRUMENTS) lists the same roots; market is the lower
+The bots catalogue (apps/trading/catalogue.py INSTRUMENTS) lists the same roots; market is the lower
 app, so the catalogue may read INSTRUMENTS from here, never the other way round.
 """
 

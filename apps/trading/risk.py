@@ -222,7 +222,7 @@ class RiskContext:
     caller must compute and lock. None means unknown, and unknown rejects."""
 
     now: datetime  # tz-aware
-    risk_limits: Mapping[str, Any]  # the catalogue's RISK_LIMITS keys (apps/bots/strategies.py)
+    risk_limits: Mapping[str, Any]  # the catalogue's RISK_LIMITS keys (apps/trading/catalogue.py)
     position: int  # signed contracts
     working_buy_quantity: int  # contracts in this bot's working BUY orders on the instrument
     working_sell_quantity: int  # contracts in its working SELL orders

@@ -8,7 +8,7 @@ Inputs, common to every strategy:
 - `bars`: closed bars, oldest first, strictly increasing `ts`, each with `ts, open, high, low,
   close, volume` and Decimal prices (apps.integrations.bars.ProviderBar has this shape; so will the
   market app's stored bars). The last bar is the one just closed: the decision is "as of" its close.
-- `parameters`: exactly the strategy's catalogue parameters (apps/bots/strategies.py), no more, no
+- `parameters`: exactly the strategy's catalogue parameters (apps/trading/catalogue.py), no more, no
   fewer; the catalogue validates ranges when a bot is saved, this module re-checks what it relies on.
 - `position`: the bot's current signed quantity in contracts (0 flat, > 0 long, < 0 short).
 - `tick_size`: the instrument's tick (e.g. Decimal("0.25") for MES), from the instrument's contract
@@ -39,7 +39,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from apps.trading import fills, indicators
+from apps.trading import catalogue, fills, indicators
 from apps.trading.indicators import in_context
 
 # How many ATR periods of bars the Wilder ATR is computed over: one period to seed it, one more
@@ -165,15 +165,13 @@ class StrategyInputError(ValueError):
         self.code = code
 
 
-# The catalogue's parameter names, per strategy (apps/bots/strategies.py is the source; a test
-# holds the two equal, since this layer may not import apps.bots).
+# The catalogue's parameter names, per strategy, and which are whole numbers: read from the
+# catalogue itself (apps/trading/catalogue.py), the one place they are written.
 PARAMETERS: dict[str, tuple[str, ...]] = {
-    "trend_following": ("fast_period", "slow_period", "atr_period", "stop_atr_multiple"),
-    "breakout": ("lookback_bars", "breakout_buffer_ticks", "atr_period", "stop_atr_multiple"),
-    "mean_reversion": ("lookback_bars", "entry_zscore", "exit_zscore", "atr_period", "stop_atr_multiple"),
+    key: tuple(p.name for p in spec.parameters) for key, spec in catalogue.STRATEGIES.items()
 }
 
-_INT_PARAMETERS = frozenset({"fast_period", "slow_period", "atr_period", "lookback_bars", "breakout_buffer_ticks"})
+_INT_PARAMETERS = frozenset(p.name for spec in catalogue.STRATEGIES.values() for p in spec.parameters if p.kind is int)
 
 
 # -- input checks -------------------------------------------------------------------------------

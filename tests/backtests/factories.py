@@ -10,10 +10,10 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from apps.backtests.models import Backtest, BacktestTrade, Status
-from apps.bots import strategies
 from apps.market import hours
 from apps.market.bars import MarketBar
 from apps.market.services import bars_store
+from apps.trading import catalogue as strategies
 from tests.bots.factories import BotFactory
 
 WINDOW_START = datetime(2025, 9, 1, tzinfo=UTC)

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from apps.backtests import metrics as m
-from apps.bots import strategies as catalogue
 from apps.market.arrays import expected_slots
 from apps.market.instruments import trade_date
-from apps.trading import engine
+from apps.trading import catalogue, engine
 from apps.trading.engine import EngineResult, EngineTrade
 
 CAPITAL = Decimal(10000)

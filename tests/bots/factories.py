@@ -3,8 +3,8 @@ from __future__ import annotations
 import factory
 from factory.django import DjangoModelFactory
 
-from apps.bots import strategies
 from apps.bots.models import Bot
+from apps.trading import catalogue as strategies
 
 
 class BotFactory(DjangoModelFactory):

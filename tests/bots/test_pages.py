@@ -8,9 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from apps.bots import strategies
 from apps.bots.models import Bot
 from apps.runners.models import Runner
+from apps.trading import catalogue as strategies
 from tests.bots.factories import BotFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,5 +1,5 @@
 """The starter pack's max_orders_per_day fits its strategies: it is what each strategy can send in a
-trading day (apps/bots/strategies.py ORDERS_PER_BAR × the bars of a trade date, from the market
+trading day (apps/trading/catalogue.py ORDERS_PER_BAR × the bars of a trade date, from the market
 calendar), ordinary generated days use a small part of it, and a day built to churn as hard as
 the strategy can still fits.
 
@@ -16,10 +16,10 @@ from decimal import Decimal
 
 import pytest
 
-from apps.bots.strategies import ORDERS_PER_BAR, STARTER_PACK, max_orders_per_day_for
 from apps.market import instruments
 from apps.market.bars import MarketBar
 from apps.trading import fills, stops, strategies
+from apps.trading.catalogue import ORDERS_PER_BAR, STARTER_PACK, max_orders_per_day_for
 
 MINUTES = {"1m": 1, "5m": 5, "15m": 15, "1h": 60}
 # A bar's typical move, in points per sqrt(minute): MES moves ~1.6 points a minute on an ordinary

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from apps.bots import strategies
 from apps.bots.models import Bot, BotConfigVersion
 from apps.telemetry.models import AuditEvent
+from apps.trading import catalogue as strategies
 from tests.bots.factories import BotFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from apps.bots.strategies import INSTRUMENTS as BOT_INSTRUMENTS
-from apps.bots.strategies import TIMEFRAMES as BOT_TIMEFRAMES
 from apps.market import instruments
 from apps.market.exceptions import ProviderSymbolUnsupported
+from apps.trading.catalogue import INSTRUMENTS as BOT_INSTRUMENTS
+from apps.trading.catalogue import TIMEFRAMES as BOT_TIMEFRAMES
 from tests.market.helpers import ct
 
 

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from apps.bots import strategies as catalogue
 from apps.bots.models import Bot
 from apps.market.bars import MarketBar
 from apps.market.instruments import get as instrument
 from apps.runners.models import Runner
 from apps.runners.services import tick, tick_stages
 from apps.telemetry.models import IntegrationUsageEvent
-from apps.trading import strategies
+from apps.trading import catalogue, strategies
 from apps.trading.models import Order
 from tests.bots.factories import BotFactory
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.bots.strategies import (
+from apps.trading import risk
+from apps.trading import strategies as trading
+from apps.trading.catalogue import (
     REQUIRED_RISK_LIMITS,
     RISK_LIMITS,
     STARTER_PACK,
@@ -15,8 +17,6 @@ from apps.bots.strategies import (
     missing_risk_limits,
     parameter_errors,
 )
-from apps.trading import risk
-from apps.trading import strategies as trading
 from tests.trading.helpers import SERIES, TICK
 
 TRADING = Path(trading.__file__).resolve().parent

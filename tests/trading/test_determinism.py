@@ -10,7 +10,7 @@ from decimal import ROUND_DOWN, localcontext
 
 import pytest
 
-from apps.bots import strategies as catalogue
+from apps.trading import catalogue
 from apps.trading.strategies import Action, decide, required_bars
 from tests.trading.helpers import SERIES, TICK, random_walk
 

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from apps.bots import strategies as catalogue
 from apps.market.arrays import expected_slots
-from apps.trading import engine, vectorized
+from apps.trading import catalogue, engine, vectorized
 from apps.trading.fills import FillModel
 
 MONDAY = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp())

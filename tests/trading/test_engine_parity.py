@@ -13,14 +13,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.bots import strategies as catalogue
 from apps.bots.models import Bot
 from apps.market import hours, instruments
 from apps.market.arrays import bar_arrays
 from apps.runners.models import Runner
 from apps.runners.services import tick
 from apps.telemetry.models import DecisionTrace
-from apps.trading import engine
+from apps.trading import catalogue, engine
 from apps.trading import services as execution
 from apps.trading.models import Fill
 from tests.backtests.factories import store_walk

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from apps.bots.strategies import STRATEGIES as CATALOGUE
 from apps.integrations.bars import ProviderBar
 from apps.trading import strategies, vectorized
+from apps.trading.catalogue import STRATEGIES as CATALOGUE
 from tests.trading.helpers import T0
 
 POSITIONS = (0, 1, -1)
