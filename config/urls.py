@@ -32,6 +32,7 @@ api_patterns = [
     path("runners/", include("apps.runners.urls")),
     path("jobs/", include("apps.runners.urls_jobs")),
     path("backtests/", include("apps.backtests.urls")),
+    path("strategy-lab/", include("apps.strategylab.urls")),
     path("system/status", SystemStatusApi.as_view(), name="system-status"),
     path("system/kill-all", SystemKillAllApi.as_view(), name="system-kill-all"),
     path("system/kill-all/release", SystemKillAllReleaseApi.as_view(), name="system-kill-all-release"),

@@ -66,6 +66,7 @@ LOCAL_APPS = [
     "apps.trading",
     "apps.backtests",
     "apps.bots",
+    "apps.strategylab",
     "apps.runners",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
@@ -157,4 +158,5 @@ from config.settings.drf import *  # noqa: E402,F403
 from config.settings.integrations import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.market import *  # noqa: E402,F403
+from config.settings.strategylab import *  # noqa: E402,F403
 from config.settings.trading import *  # noqa: E402,F403

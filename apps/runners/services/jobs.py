@@ -59,6 +59,7 @@ JOB_HANDLERS: dict[str, str] = {
     "tick": "apps.runners.services.tick.job_handle_tick",
     "reconcile": "apps.runners.services.runners.job_handle_reconcile",
     "backtest.run": "apps.backtests.services.backtest_run",
+    "strategylab.run": "apps.strategylab.services.experiment_backtest_run",
 }
 # Handlers that commit their own work as they go, and so run outside the job's transaction: the
 # tick must commit an order row before it sends the order (a send inside an open transaction that
@@ -67,19 +68,25 @@ JOB_HANDLERS: dict[str, str] = {
 # run changes nothing; the close is then one fenced statement.
 # A backtest commits its progress as it goes (an operator watches it, and its cancel is read from
 # the row) and its result at the end, fenced by the job's lease (apps/backtests/services.py).
-OWN_TRANSACTIONS: frozenset[str] = frozenset({"tick", "reconcile", "backtest.run"})
+OWN_TRANSACTIONS: frozenset[str] = frozenset({"tick", "reconcile", "backtest.run", "strategylab.run"})
 # type -> the Celery queue its messages go to. Types not listed go to the default queue ("celery"),
 # which the `worker` process consumes: ticks stay there, latency first. CPU-heavy work has its own
 # queue and its own worker process (Procfile), so a backtest never delays a tick.
-JOB_QUEUES: dict[str, str] = {"backtest.run": "backtests"}
+JOB_QUEUES: dict[str, str] = {"backtest.run": "backtests", "strategylab.run": "backtests"}
 # type -> (setting naming the job's hard time limit in seconds). The default limits of `job_run`
 # end a job before its lease (JOB_LEASE_SECONDS) does; a type listed here may run longer because
 # its handler extends its own lease while it works (fenced: apps/backtests/services.py).
-JOB_TIME_LIMIT_SETTINGS: dict[str, str] = {"backtest.run": "BACKTEST_JOB_TIME_LIMIT_SECONDS"}
+JOB_TIME_LIMIT_SETTINGS: dict[str, str] = {
+    "backtest.run": "BACKTEST_JOB_TIME_LIMIT_SECONDS",
+    "strategylab.run": "BACKTEST_JOB_TIME_LIMIT_SECONDS",
+}
 # type -> a function(job) told when the ledger closes a job of that type without its handler:
 # dead-lettered (the watchdog, or attempts used up) or cancelled by an operator. The app that owns
 # the work keeps its own rows true (a backtest whose job died is FAILED, not RUNNING for ever).
-JOB_CLOSED_HOOKS: dict[str, str] = {"backtest.run": "apps.backtests.services.backtest_job_closed"}
+JOB_CLOSED_HOOKS: dict[str, str] = {
+    "backtest.run": "apps.backtests.services.backtest_job_closed",
+    "strategylab.run": "apps.strategylab.services.experiment_job_closed",
+}
 
 RETRY_BACKOFF_BASE_SECONDS = 2
 # Far below the broker's visibility_timeout, so a retry's delayed message is never redelivered

@@ -51,6 +51,12 @@ PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
         every_seconds=300,
         description="Reconciles every running bot's orders and position against its venue (a job per bot).",
     ),
+    PeriodicSpec(
+        name=f"{PREFIX}lab-advance",
+        task="apps.strategylab.tasks.experiment_advance_all",
+        every_seconds=60,
+        description="Safety net: moves on every running lab experiment whose runs have all closed.",
+    ),
 )
 
 

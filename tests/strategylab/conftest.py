@@ -1,0 +1,60 @@
+"""Experiments over stored bars: a random walk on MES's tick grid (tests.backtests.factories.store_walk),
+the runs driven here as the backtests worker would run their ledger jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from apps.backtests.models import OPEN_STATUSES, Backtest
+from apps.runners.services.jobs import job_execute
+from apps.strategylab.models import Experiment
+from tests.backtests.factories import store_walk
+
+# Monday 08:00 CT .. Wednesday 08:00 CT (no holiday); the walk starts earlier for the warm-up.
+BARS_FROM = datetime(2025, 12, 15, 0, 0, tzinfo=UTC)
+TRAIN = {"start": "2025-12-15T14:00:00Z", "end": "2025-12-16T14:00:00Z"}
+TEST = {"start": "2025-12-16T14:00:00Z", "end": "2025-12-17T14:00:00Z"}
+BARS_TO = datetime(2025, 12, 17, 14, 0, tzinfo=UTC)
+SPACE = {"fast_period": [3, 5], "slow_period": {"min": 8, "max": 12, "step": 4}}
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "MES trend search",
+        "strategy_key": "trend_following",
+        "instruments": ["MES"],
+        "timeframe": "5m",
+        "parameter_space": SPACE,
+        "train": TRAIN,
+        "test": TEST,
+        "objective": "net_pnl",
+        "top_k": 3,
+        **overrides,
+    }
+
+
+def store_bars(seed: int = 7, *, to: datetime = BARS_TO) -> int:
+    return store_walk(seed=seed, start=BARS_FROM, end=to, timeframe="5m")
+
+
+def drive(experiment_id: int, worker: str = "bt-worker", limit: int = 500) -> Experiment:
+    """Run the experiment's queued jobs, phase after phase, until it has finished."""
+    for _ in range(limit):
+        queued = list(
+            Backtest.objects.filter(lab_run__experiment_id=experiment_id, status__in=OPEN_STATUSES)
+            .order_by("pk")
+            .values_list("job_id", flat=True)
+        )
+        if not queued:
+            break
+        for job_id in queued:
+            job_execute(job_id=job_id, worker=worker)
+    return Experiment.objects.get(pk=experiment_id)
+
+
+@pytest.fixture
+def operator_client(token_client: Any) -> Any:
+    return token_client("operator")
