@@ -237,6 +237,22 @@ def _purge(
     return folds
 
 
+def _default_limits(instruments: list[Any], timeframe: str) -> dict[str, Any]:
+    """The risk limits an experiment runs with unless it names its own (a graduated bot gets the
+    same, so its gate backtest repeats the lab's run): one contract, LAB_DEFAULT_MAX_DAILY_LOSS, and
+    the orders a day the strategy can send on the busiest instrument (catalogue.max_orders_per_day_for)."""
+    if timeframe not in catalogue.TIMEFRAMES:
+        return {}  # the request is refused for its timeframe
+    return {
+        "max_position_contracts": 1,
+        "max_daily_loss": float(settings.LAB_DEFAULT_MAX_DAILY_LOSS),
+        "max_orders_per_day": max(
+            (catalogue.max_orders_per_day_for(i, timeframe) for i in instruments if i in catalogue.INSTRUMENTS),
+            default=1,  # no valid instrument: the request is refused for that anyway
+        ),
+    }
+
+
 def _merge_space_errors(errors: dict[str, Any], space: dict[str, Any], grid_errors: Any) -> None:
     """The matrix validator's `grid` errors, named as the experiment's `parameter_space`."""
     if isinstance(grid_errors, dict):
@@ -263,6 +279,7 @@ def experiment_validate(*, data: Any) -> dict[str, Any]:
     if not isinstance(instruments, list) or not instruments:
         errors["instruments"] = [f"must be a non-empty list of instruments ({', '.join(catalogue.INSTRUMENTS)})."]
         instruments = []
+    instruments = [i.strip().upper() if isinstance(i, str) else i for i in instruments]
     timeframe = data.get("timeframe")
     tf = market_instruments.TIMEFRAME_SECONDS.get(timeframe) if isinstance(timeframe, str) else None
     objective = data.get("objective", "expectancy")
@@ -334,7 +351,7 @@ def experiment_validate(*, data: Any) -> dict[str, Any]:
             "timeframe": timeframe,
             "grid": grid,
             "windows": [{"start": _iso(w[0]), "end": _iso(w[1])} for cut in cuts for w in cut],
-            "risk_limits": data.get("risk_limits", {}),
+            "risk_limits": data["risk_limits"] if "risk_limits" in data else _default_limits(instruments, timeframe),
         }
         for key in ("fill_model", "initial_capital"):
             if key in data:

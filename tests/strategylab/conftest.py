@@ -4,11 +4,18 @@ the runs driven here as the backtests worker would run their ledger jobs."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
+from django.utils import timezone
 
 from apps.backtests.models import OPEN_STATUSES, Backtest
+from apps.market import hours
+from apps.market.bars import MarketBar
+from apps.market.models import Bar
+from apps.market.services import bars_store
 from apps.runners.services.jobs import job_execute
 from apps.strategylab.models import Experiment
 from tests.backtests.factories import store_walk
@@ -40,6 +47,25 @@ def store_bars(seed: int = 7, *, to: datetime = BARS_TO) -> int:
     return store_walk(seed=seed, start=BARS_FROM, end=to, timeframe="5m")
 
 
+def store_trend_after(start: datetime, *, seed: int = 7, lo: int = -4, hi: int = 7) -> int:
+    """The random walk up to `start`, then a steady climb (1 tick a bar on average, 4 down to 6 up) to BARS_TO: a
+    market trend following earns in."""
+    count = store_walk(seed=seed, start=BARS_FROM, end=start, timeframe="5m")
+    last = Bar.objects.filter(instrument="MES", timeframe="5m").order_by("-ts").first()
+    assert last is not None
+    rng = np.random.default_rng(seed)
+    tick = Decimal("0.25")
+    price = int(last.close / tick)
+    bars = []
+    for slot in hours.bar_slots_between("MES", 300, int(start.timestamp()), int(BARS_TO.timestamp())):
+        o = price
+        c = o + int(rng.integers(lo, hi))
+        bars.append(MarketBar(datetime.fromtimestamp(slot, UTC), o * tick, max(o, c) * tick, min(o, c) * tick, c * tick, 100))
+        price = c
+    bars_store(instrument="MES", timeframe="5m", bars=bars, source="test", fetched_at=timezone.now())
+    return count + len(bars)
+
+
 def drive(experiment_id: int, worker: str = "bt-worker", limit: int = 500) -> Experiment:
     """Run the experiment's queued jobs, phase after phase, until it has finished."""
     for _ in range(limit):
@@ -53,6 +79,13 @@ def drive(experiment_id: int, worker: str = "bt-worker", limit: int = 500) -> Ex
         for job_id in queued:
             job_execute(job_id=job_id, worker=worker)
     return Experiment.objects.get(pk=experiment_id)
+
+
+def start(client: Any, **overrides: Any) -> int:
+    created = client.post("/api/strategy-lab/experiments", body(**overrides), format="json")
+    assert created.status_code == 201, created.json()
+    assert client.post(f"/api/strategy-lab/experiments/{created.json()['id']}/start").status_code == 202
+    return int(created.json()["id"])
 
 
 @pytest.fixture

@@ -66,3 +66,6 @@ def test_an_experiment_runs_to_succeeded_with_ranked_candidates(operator_client:
         for bt in Backtest.objects.filter(lab_run__experiment_id=experiment.pk, lab_run__phase="IN_SAMPLE")
     )
     assert in_sample == all_in[-3:]
+    # The runs traded (the default risk limits let the strategy trade, as a graduated bot's would).
+    assert all(c["out_of_sample"]["runs"][0]["metrics"]["trades"] > 0 for c in candidates)
+    assert len(set(all_in)) > 1
