@@ -155,7 +155,9 @@ class ExperimentCreateApi(APIView):
         max_runs = serializers.IntegerField(required=False, help_text="Most in-sample runs allowed.")
         top_k = serializers.IntegerField(required=False, help_text="Best in-sample sets re-run out of sample.")
         fill_model = serializers.DictField(required=False, help_text="Default: the SIM fill model's.")
-        risk_limits = serializers.DictField(required=False, help_text="Default: 1 contract, LAB_DEFAULT_MAX_DAILY_LOSS, the strategy's orders a day.")
+        risk_limits = serializers.DictField(
+            required=False, help_text="Default: 1 contract, LAB_DEFAULT_MAX_DAILY_LOSS, the strategy's orders a day."
+        )
         initial_capital = serializers.DecimalField(max_digits=18, decimal_places=2, required=False)
 
         class Meta:

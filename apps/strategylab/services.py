@@ -973,9 +973,14 @@ def _luck(
     its inputs, or null with the reason."""
     stats = _stats()
     out: dict[str, Any] = {"deflated_sharpe": None, "pbo": None, "best_candidate_id": best.pk if best else None}
+    no_folds = "PBO is computed over walk-forward folds; this experiment has one train/test split."
     if stats is None:
         missing = "the lab's statistics module is missing from this installation"
-        return {**out, "deflated_sharpe_reason": missing, "pbo_reason": missing}
+        return {
+            **out,
+            "deflated_sharpe_reason": missing,
+            "pbo_reason": no_folds if len(experiment.folds) < 2 else missing,
+        }
     trials = {k: _series(u["runs"], daily) for k, u in in_units.items() if not u["reason"]}
     out["trials"] = len(trials)
     try:
@@ -994,7 +999,7 @@ def _luck(
         logger.exception("deflated Sharpe of experiment %s failed", experiment.pk)
         out["deflated_sharpe_reason"] = f"the computation failed: {exc}"
     if len(experiment.folds) < 2:
-        out["pbo_reason"] = "PBO is computed over walk-forward folds; this experiment has one train/test split."
+        out["pbo_reason"] = no_folds
         return out
     try:
         days = sorted({d for s in trials.values() for d in s})

@@ -29,7 +29,8 @@ SPACE = {"fast_period": [3, 5], "slow_period": {"min": 8, "max": 12, "step": 4}}
 
 
 def body(**overrides: Any) -> dict[str, Any]:
-    return {
+    """An experiment request; an override of None leaves that field out."""
+    data = {
         "name": "MES trend search",
         "strategy_key": "trend_following",
         "instruments": ["MES"],
@@ -41,6 +42,7 @@ def body(**overrides: Any) -> dict[str, Any]:
         "top_k": 3,
         **overrides,
     }
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def store_bars(seed: int = 7, *, to: datetime = BARS_TO) -> int:
@@ -60,7 +62,9 @@ def store_trend_after(start: datetime, *, seed: int = 7, lo: int = -4, hi: int =
     for slot in hours.bar_slots_between("MES", 300, int(start.timestamp()), int(BARS_TO.timestamp())):
         o = price
         c = o + int(rng.integers(lo, hi))
-        bars.append(MarketBar(datetime.fromtimestamp(slot, UTC), o * tick, max(o, c) * tick, min(o, c) * tick, c * tick, 100))
+        bars.append(
+            MarketBar(datetime.fromtimestamp(slot, UTC), o * tick, max(o, c) * tick, min(o, c) * tick, c * tick, 100)
+        )
         price = c
     bars_store(instrument="MES", timeframe="5m", bars=bars, source="test", fetched_at=timezone.now())
     return count + len(bars)

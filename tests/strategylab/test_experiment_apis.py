@@ -29,7 +29,11 @@ def _fields(response: Any) -> dict[str, Any]:
         ({"parameter_space": {"volume_filter": [1]}}, "parameter_space", "is not a parameter"),
         ({"parameter_space": {"fast_period": {"min": 9, "max": 3, "step": 1}}}, "parameter_space", "is empty"),
         ({"parameter_space": {"fast_period": {"min": 2, "max": 200, "step": 0}}}, "parameter_space", "above 0"),
-        ({"parameter_space": {"stop_atr_multiple": {"min": 0.5, "max": 10, "step": 0.0001}}}, "parameter_space", "at most"),
+        (
+            {"parameter_space": {"stop_atr_multiple": {"min": 0.5, "max": 10, "step": 0.0001}}},
+            "parameter_space",
+            "at most",
+        ),
         ({"parameter_space": {"fast_period": []}}, "parameter_space", "non-empty"),
         ({"max_runs": 3}, "parameter_space", "more than max_runs"),
         ({"train": {"start": TRAIN["start"]}}, "train", "start"),

@@ -41,7 +41,9 @@ def test_cancel_leaves_no_job_running(operator_client: Any) -> None:
     first = Backtest.objects.filter(lab_run__experiment_id=experiment_id).order_by("pk").first()
     job_execute(job_id=first.job_id, worker="bt-worker")  # one run finished before the cancel
 
-    response = operator_client.post(f"/api/strategy-lab/experiments/{experiment_id}/cancel", {"reason": "wrong space"}, format="json")
+    response = operator_client.post(
+        f"/api/strategy-lab/experiments/{experiment_id}/cancel", {"reason": "wrong space"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
     assert not _jobs(experiment_id).filter(status__in=["QUEUED", "RUNNING", "FAILED"]).exists()
     assert _jobs(experiment_id).filter(status="CANCELLED").count() == 3
@@ -132,9 +134,7 @@ def test_poisoned_out_of_sample_bars_change_nothing_in_sample(operator_client: A
     poisoned = drive(poisoned_id)
     assert _in_sample_outcome(poisoned_id) == clean
     # ... while the out-of-sample phase did read them.
-    clean_oos = sorted(
-        Experiment.objects.get(pk=clean_id).candidates.values_list("combo", "out_of_sample_objective")
-    )
+    clean_oos = sorted(Experiment.objects.get(pk=clean_id).candidates.values_list("combo", "out_of_sample_objective"))
     assert sorted(poisoned.candidates.values_list("combo", "out_of_sample_objective")) != clean_oos
     for bt in Backtest.objects.filter(lab_run__experiment_id=poisoned_id, lab_run__phase="IN_SAMPLE"):
         assert bt.end.isoformat().startswith(TRAIN["end"][:19])
