@@ -478,7 +478,11 @@ def _not_judged(check: str, what: str, figure: str, reason: str, window: str) ->
 
 
 def _fmt(value: float) -> str:
-    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+    """1,234.5 / 700 / 0.9650 → "1,234.5", "700", "0.965": two decimals at most from 1 up, four
+    significant digits below."""
+    if abs(value) < 1:
+        return f"{value:.4g}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def overfit_warnings(
@@ -531,7 +535,7 @@ def overfit_warnings(
             flipped = is_value > 0 and oos_value <= 0
             degraded = is_value > 0 and oos_value < fraction * is_value
             how = f"fell to {_fmt(oos_value)} from {_fmt(is_value)} in sample" + (
-                ", from a gain to none" if flipped else ""
+                (", from a gain to a loss" if oos_value < 0 else ", from a gain to nothing") if flipped else ""
             )
         if degraded:
             warnings.append(
@@ -557,10 +561,11 @@ def overfit_warnings(
             _not_judged(FEW_OOS_TRADES, "whether there were enough trades", "trades", trades_reason, "out-of-sample")
         )
     elif trades < thresholds.min_oos_trades:
+        count = f"Only {int(trades)}" if trades else "No"
         warnings.append(
             Warning(
                 FEW_OOS_TRADES,
-                f"Only {int(trades)} trades out of sample, fewer than the {thresholds.min_oos_trades} needed to tell "
+                f"{count} trades out of sample, fewer than the {thresholds.min_oos_trades} needed to tell "
                 "skill from chance. Lengthen the out-of-sample window or use more instruments before trusting "
                 "this candidate.",
                 {"trades": int(trades), "min_trades": thresholds.min_oos_trades},

@@ -365,7 +365,7 @@ def test_oos_degraded_when_the_out_of_sample_objective_falls_far_below_in_sample
 def test_oos_degraded_when_the_sign_flips() -> None:
     flipped = _warnings(out_of_sample=_metrics(expectancy="-3.00"), thresholds=WarningThresholds(oos_min_fraction=0.01))
     assert _codes(flipped) == [OOS_DEGRADED]
-    assert "from a gain to none" in flipped[0].message
+    assert "from a gain to a loss" in flipped[0].message
 
 
 def test_oos_degraded_for_a_drawdown_objective_when_the_drawdown_grows() -> None:
