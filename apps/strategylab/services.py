@@ -61,6 +61,7 @@ from apps.integrations.errors import IntegrationKeyMissing
 from apps.market import instruments as market_instruments
 from apps.market.arrays import expected_slots
 from apps.market.hours import bar_slots_between
+from apps.strategylab import stats
 from apps.strategylab.exceptions import CandidateNotGraduable, ExperimentStateConflict, ExperimentValidationError
 from apps.strategylab.models import Candidate, Experiment, ExperimentRun
 from apps.trading import catalogue
@@ -813,16 +814,6 @@ def _finish(experiment: Experiment, in_runs: list[ExperimentRun], out_runs: list
 # -- honesty signals ----------------------------------------------------------------------------
 
 
-def _stats() -> Any:
-    """apps.strategylab.stats (pure statistics), or None when this installation lacks it."""
-    try:
-        from apps.strategylab import stats
-    except ImportError:
-        logger.error("apps.strategylab.stats is missing: the lab's luck statistics and warnings cannot be computed")
-        return None
-    return stats
-
-
 def _plain(value: Any) -> Any:
     """A stats result as JSON: dataclasses to dicts, numpy numbers and arrays to Python, NaN/inf to
     null."""
@@ -868,16 +859,6 @@ def json_key(parameters: Mapping[str, Any]) -> tuple[Any, ...]:
 def _warnings(
     experiment: Experiment, candidate: Candidate, in_units: dict[Any, Any], out_runs: list[ExperimentRun]
 ) -> list[dict[str, Any]]:
-    stats = _stats()
-    if stats is None:
-        return [
-            {
-                "code": "NOT_JUDGED",
-                "message": "The overfitting checks could not run: the lab's statistics module is missing from this "
-                "installation.",
-                "figures": {},
-            }
-        ]
     in_metrics = [r.backtest.metrics for r in in_units[(candidate.combo, candidate.instrument)]["runs"]]
     out_metrics = [r.backtest.metrics for r in out_runs]
     trades = list(
@@ -971,30 +952,23 @@ def _luck(
     out-of-sample daily returns given every in-sample trial's Sharpe ratio, and with walk-forward
     folds the probability of backtest overfitting over the in-sample sets' daily returns. Each with
     its inputs, or null with the reason."""
-    stats = _stats()
     out: dict[str, Any] = {"deflated_sharpe": None, "pbo": None, "best_candidate_id": best.pk if best else None}
     no_folds = "PBO is computed over walk-forward folds; this experiment has one train/test split."
-    if stats is None:
-        missing = "the lab's statistics module is missing from this installation"
-        return {
-            **out,
-            "deflated_sharpe_reason": missing,
-            "pbo_reason": no_folds if len(experiment.folds) < 2 else missing,
-        }
+    # Every in-sample trial of the search counts (N): one without a Sharpe ratio too (stats counts it
+    # in N, not in the variance); the daily series need every fold's run, so only complete trials.
     trials = {k: _series(u["runs"], daily) for k, u in in_units.items() if not u["reason"]}
-    out["trials"] = len(trials)
+    out["trials"] = len(in_units)
     try:
         trial_sharpes = [stats.sharpe([s[d] for d in sorted(s)]) for s in trials.values()]
-        known = [s for s in trial_sharpes if s is not None]
-        out["trial_sharpes_known"] = len(known)
+        trial_sharpes += [None] * (len(in_units) - len(trials))
+        out["trial_sharpes_known"] = sum(s is not None for s in trial_sharpes)
         if best is None:
             out["deflated_sharpe_reason"] = "no candidate was ranked out of sample."
         else:
             returns = _series(out_units[(best.combo, best.instrument)]["runs"], daily)
-            result = stats.deflated_sharpe(returns=[returns[d] for d in sorted(returns)], trial_sharpes=known)
+            result = stats.deflated_sharpe(returns=[returns[d] for d in sorted(returns)], trial_sharpes=trial_sharpes)
             out["deflated_sharpe"] = _plain(result)
-            if result is None:
-                out["deflated_sharpe_reason"] = "too few out-of-sample days or trials to compute it."
+            out["deflated_sharpe_reason"] = result.reason
     except Exception as exc:
         logger.exception("deflated Sharpe of experiment %s failed", experiment.pk)
         out["deflated_sharpe_reason"] = f"the computation failed: {exc}"
@@ -1004,10 +978,12 @@ def _luck(
     try:
         days = sorted({d for s in trials.values() for d in s})
         matrix = np.array([[s.get(d, 0.0) for s in trials.values()] for d in days], dtype=float)
-        result = stats.pbo(matrix) if matrix.size else None
-        out["pbo"] = _plain(result)
-        if result is None:
-            out["pbo_reason"] = f"too few days ({len(days)}) or parameter sets ({len(trials)}) to compute it."
+        if matrix.size:
+            result = stats.pbo(matrix)
+            out["pbo"] = _plain(result)
+            out["pbo_reason"] = result.reason
+        else:
+            out["pbo_reason"] = "no in-sample parameter set has a complete daily record to compare."
     except Exception as exc:
         logger.exception("PBO of experiment %s failed", experiment.pk)
         out["pbo_reason"] = f"the computation failed: {exc}"
