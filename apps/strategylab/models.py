@@ -12,13 +12,16 @@ from django.conf import settings
 from django.db import models
 
 
+class ExperimentStatus(models.TextChoices):
+    DRAFT = "DRAFT", "Draft"
+    RUNNING = "RUNNING", "Running"
+    SUCCEEDED = "SUCCEEDED", "Succeeded"
+    FAILED = "FAILED", "Failed"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
 class Experiment(models.Model):
-    class Status(models.TextChoices):
-        DRAFT = "DRAFT", "Draft"
-        RUNNING = "RUNNING", "Running"
-        SUCCEEDED = "SUCCEEDED", "Succeeded"
-        FAILED = "FAILED", "Failed"
-        CANCELLED = "CANCELLED", "Cancelled"
+    Status = ExperimentStatus
 
     class Phase(models.TextChoices):
         DRAFT = "DRAFT", "Not started"

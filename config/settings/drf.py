@@ -32,5 +32,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Choice sets that share a field name (`status`) get their own component names.
-    "ENUM_NAME_OVERRIDES": {"BacktestStatusEnum": "apps.backtests.models.Status.choices"},
+    "ENUM_NAME_OVERRIDES": {
+        "BacktestStatusEnum": "apps.backtests.models.Status.choices",
+        "ExperimentStatusEnum": "apps.strategylab.models.ExperimentStatus.choices",
+    },
 }
