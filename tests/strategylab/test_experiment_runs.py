@@ -138,3 +138,14 @@ def test_poisoned_out_of_sample_bars_change_nothing_in_sample(operator_client: A
     assert sorted(poisoned.candidates.values_list("combo", "out_of_sample_objective")) != clean_oos
     for bt in Backtest.objects.filter(lab_run__experiment_id=poisoned_id, lab_run__phase="IN_SAMPLE"):
         assert bt.end.isoformat().startswith(TRAIN["end"][:19])
+
+
+def test_progress_counts_both_phases(operator_client: Any) -> None:
+    store_bars()
+    experiment_id = _start(operator_client)
+    for bt in Backtest.objects.filter(lab_run__experiment_id=experiment_id).order_by("pk")[:2]:
+        job_execute(job_id=bt.job_id, worker="bt-worker")
+    # 2 of 4 in-sample runs done, 3 out-of-sample runs (top_k × 1 fold) still to come.
+    answer = operator_client.get(f"/api/strategy-lab/experiments/{experiment_id}").json()
+    assert answer["progress"] == round(2 / 7, 4) and answer["phase"] == "IN_SAMPLE"
+    assert answer["runs"]["IN_SAMPLE"] == {**answer["runs"]["IN_SAMPLE"], "SUCCEEDED": 2, "QUEUED": 2}
