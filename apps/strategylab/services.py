@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -674,23 +674,40 @@ def experiment_advance(*, experiment_id: int) -> Experiment | None:
         )
         if experiment is None:
             return None
+        # One grouped read while runs are open (each run's close lands here: the runs' metrics are
+        # read only once the phase has closed).
+        counts: dict[str, dict[str, float]] = defaultdict(lambda: {"runs": 0, "open": 0, "done": 0.0})
+        for row in (
+            ExperimentRun.objects.filter(experiment=experiment)
+            .values("phase", "backtest__status")
+            .annotate(n=Count("id"), p=Sum("backtest__progress"))
+            .order_by()
+        ):
+            phase = counts[row["phase"]]
+            phase["runs"] += row["n"]
+            if row["backtest__status"] in OPEN_STATUSES:
+                phase["open"] += row["n"]
+                phase["done"] += float(row["p"] or 0.0)
+            else:
+                phase["done"] += row["n"]
         folds = len(experiment.folds)
+        current = counts[Phase.IN_SAMPLE if experiment.phase == Experiment.Phase.IN_SAMPLE else Phase.OUT_OF_SAMPLE]
+        if current["open"]:
+            units = ExperimentRun.objects.filter(experiment=experiment, phase=Phase.IN_SAMPLE, fold=0).count()
+            planned = (
+                min(experiment.top_k, units) * folds
+                if experiment.phase == Experiment.Phase.IN_SAMPLE
+                else counts[Phase.OUT_OF_SAMPLE]["runs"]
+            )
+            total = counts[Phase.IN_SAMPLE]["runs"] + planned
+            done = counts[Phase.IN_SAMPLE]["done"] + counts[Phase.OUT_OF_SAMPLE]["done"]
+            Experiment.objects.filter(pk=experiment.pk).update(progress=round(min(done / total, 1.0), 4))
+            return experiment
         in_runs = _runs_of(experiment, Phase.IN_SAMPLE)
-        units = len({(r.combo, r.instrument) for r in in_runs})
         if experiment.phase == Experiment.Phase.IN_SAMPLE:
-            planned = min(experiment.top_k, units) * folds
-            if any(r.backtest.status in OPEN_STATUSES for r in in_runs):
-                Experiment.objects.filter(pk=experiment.pk).update(progress=_progress(experiment, in_runs, planned))
-                return experiment
             _out_of_sample_start(experiment, in_runs)
         else:
-            out_runs = _runs_of(experiment, Phase.OUT_OF_SAMPLE)
-            if any(r.backtest.status in OPEN_STATUSES for r in out_runs):
-                Experiment.objects.filter(pk=experiment.pk).update(
-                    progress=_progress(experiment, in_runs + out_runs, 0)
-                )
-                return experiment
-            _finish(experiment, in_runs, out_runs)
+            _finish(experiment, in_runs, _runs_of(experiment, Phase.OUT_OF_SAMPLE))
         experiment.refresh_from_db()
         return experiment
 
