@@ -11,8 +11,9 @@ its id. Delivery is at least once; execution is at most once per lease:
   over closes nothing. job_execute runs the handler and job_complete in one transaction, so a
   fenced-out worker's database writes roll back with its completion. Effects outside Postgres
   (a broker order) need their own idempotency key (client_order_id) and reconciliation.
-- A worker sends a close that is a statement of its own on a second connection without waiting
-  for the answer, and reads the answer before its next close (_close_unconfirmed).
+- A worker holds a close that is a statement of its own for its next claim, which sends both in
+  one statement; a thread sends it alone if no claim comes within JOB_CLOSE_HOLD_SECONDS
+  (_hold_close: what that changes after a database crash is said there).
 - job_watchdog requeues expired leases, or dead-letters them after max_attempts. A job that kills
   its worker every time ends DEAD instead of looping, which Celery's reject_on_worker_lost would
   do (RELIABILITY J6).
@@ -290,12 +291,13 @@ RETURNING {", ".join(f"job.{column}" for column in _CLAIMED)}
 _UNFLUSHED = "(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
 _CLAIM_SQL = f"WITH candidate AS ({_CANDIDATE}){_LEASE.format(unflushed=', ' + _UNFLUSHED)}"
 # `unflushed`: this transaction's commit does not wait for its WAL to reach the disk (SET LOCAL
-# synchronous_commit = off, for the claim's own transaction only; the handler's commits and the
-# close stay synchronous). The lease is committed, and so visible to every other worker and the
-# watchdog, when the statement returns, exactly as before; what changes is only when it becomes
-# durable: at the WAL writer's next flush (wal_writer_delay, 200 ms by default, at most three
-# times that), or at once with any later synchronous commit (the handler's first write, the
-# close), which flushes the WAL up to and including the claim. A database crash inside that window
+# synchronous_commit = off, for the claim's own transaction only; the handler's commits stay
+# synchronous, and so does a close sent alone; a close that goes with a claim: see _hold_close).
+# The lease is committed, and so visible to every other worker and the watchdog, when the
+# statement returns, exactly as before; what changes is only when it becomes durable: at the WAL
+# writer's next flush (wal_writer_delay, 200 ms by default, at most three times that), or at once
+# with any later synchronous commit (the handler's first write, a close sent alone), which flushes
+# the WAL up to and including the claim. A database crash inside that window
 # loses the claim: the job is QUEUED again, as if its message had been lost, and the watchdog
 # republishes it (STALE_QUEUED_AFTER). Nothing runs twice that would not have anyway: the crash
 # broke the worker's connection, so that execution can neither write nor close (a claim that did
