@@ -474,11 +474,12 @@ class _CloseHolder:
         self.conn: psycopg.Connection[Any] | None = None
 
     def hold(self, close: _HeldClose) -> None:
+        if self.pid != os.getpid():  # first use in this process, or in a forked child: nothing of the parent's
+            self.cond, self.sending = threading.Condition(), threading.Lock()
+            self.held, self.conn, self.idle, self.pid = None, None, False, os.getpid()
+            self.params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+            threading.Thread(target=self._watch, name="tradeops-held-close", daemon=True).start()
         with self.cond:
-            if self.pid != os.getpid():  # first use in this process (or a forked child): the parent's are not ours
-                self.held, self.conn, self.idle, self.pid = None, None, False, os.getpid()
-                self.params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
-                threading.Thread(target=self._watch, name="tradeops-held-close", daemon=True).start()
             previous, self.held = self.held, close
             self.holds += 1
             if self.idle:
