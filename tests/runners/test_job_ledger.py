@@ -664,6 +664,18 @@ def test_the_close_of_a_jobs_last_attempt_is_not_held(test_handlers: Any, holder
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_close_of_a_job_with_a_queue_of_its_own_is_not_held(
+    test_handlers: Any, holder: Any, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backtest's job reads SUCCEEDED as soon as the backtest does (its page is watched)."""
+    monkeypatch.setitem(jobs.JOB_QUEUES, "test.pure", "backtests")
+    job = _job(type="test.pure")
+    job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    assert holder.held is None and statements == ["claim", "close"]
+    assert _status_seen_by_another_connection(job.pk) == (Job.Status.SUCCEEDED, "w1")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_with_the_hold_set_to_zero_every_close_is_sent_and_awaited(
     test_handlers: Any, holder: Any, statements: list[str], settings: Any
 ) -> None:

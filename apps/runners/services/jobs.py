@@ -594,7 +594,9 @@ def _hold_close(job: Job, result: dict[str, Any] | None) -> bool:
     comes within JOB_CLOSE_HOLD_SECONDS. False, with nothing held (the caller closes now, waiting
     for it), when the close must be part of an open transaction (Django's connection is not in
     autocommit, or what the handler did is not committed yet), when holding is off
-    (JOB_CLOSE_HOLD_SECONDS = 0), or on the job's last attempt.
+    (JOB_CLOSE_HOLD_SECONDS = 0), on the job's last attempt, and for the types with a queue of their
+    own (JOB_QUEUES: a backtest), which run for long, so one round trip is nothing to them, and
+    whose page an operator watches: their job reads SUCCEEDED as soon as their own row does.
 
     Why: on a box whose CPUs are saturated, every process a job wakes waits for a CPU, and a commit
     that waits for the WAL flush waits for the disk and the wake-ups around it too
@@ -613,7 +615,7 @@ def _hold_close(job: Job, result: dict[str, Any] | None) -> bool:
     lease). Not on a job's last attempt: there a lost close would dead-letter a job that succeeded,
     so that close is sent at once and waits for the flush. A close sent by the thread waits for the
     flush too. A worker process that ends sends its held close first (job_closes_flush)."""
-    if settings.JOB_CLOSE_HOLD_SECONDS <= 0 or job.attempts >= job.max_attempts:
+    if settings.JOB_CLOSE_HOLD_SECONDS <= 0 or job.attempts >= job.max_attempts or job.type in JOB_QUEUES:
         return False
     if connection.in_atomic_block or not connection.get_autocommit():
         return False
