@@ -608,6 +608,23 @@ def test_a_worker_holds_a_close_for_its_next_claim_and_sends_both_in_one_stateme
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_held_close_records_when_the_job_finished_not_when_the_close_was_sent(
+    test_handlers: Any, holder: Any, settings: Any
+) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 30
+    first, second = _job(type="test.pure"), _job(type="test.pure")
+    job_execute(job_id=first.pk, worker="w1", hold_close=True)
+    time.sleep(0.5)  # no message for half a second: the close waits for the next claim
+    job_execute(job_id=second.pk, worker="w1", hold_close=True)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.finished_at is not None and second.started_at is not None
+    assert first.finished_at - first.started_at < timedelta(seconds=0.25)
+    assert second.started_at - first.finished_at >= timedelta(seconds=0.45)
+    assert first.updated_at >= second.started_at  # written with the claim
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_held_close_goes_with_a_claim_that_finds_nothing_to_claim(
     test_handlers: Any, holder: Any, settings: Any
 ) -> None:

@@ -312,7 +312,8 @@ _CLAIM_NEXT_SQL = _CLAIM_SQL.format(only_id="")
 _COMPLETE_SQL = f"""
 UPDATE {Job._meta.db_table}
 SET status = 'SUCCEEDED', result = %(result)s, lease_expires_at = NULL,
-    finished_at = statement_timestamp(), updated_at = statement_timestamp()
+    finished_at = statement_timestamp() - make_interval(secs => %(held_seconds)s),
+    updated_at = statement_timestamp()
 WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attempts = %(attempts)s
 """
 
@@ -325,7 +326,8 @@ _CLOSE_THEN_CLAIM_SQL = f"""
 WITH closed AS (
     UPDATE {Job._meta.db_table}
     SET status = 'SUCCEEDED', result = %(close_result)s, lease_expires_at = NULL,
-        finished_at = statement_timestamp(), updated_at = statement_timestamp()
+        finished_at = statement_timestamp() - make_interval(secs => %(close_held_seconds)s),
+        updated_at = statement_timestamp()
     WHERE id = %(close_id)s AND status = 'RUNNING' AND leased_by = %(close_leased_by)s
         AND attempts = %(close_attempts)s
     RETURNING id
@@ -378,6 +380,7 @@ def job_complete(*, job: Job, result: dict[str, Any] | None = None) -> bool:
             "id": job.pk,
             "leased_by": job.leased_by,
             "attempts": job.attempts,
+            "held_seconds": 0.0,
         },
     )
     if closed:
@@ -568,6 +571,9 @@ def _complete_params(close: _HeldClose) -> dict[str, Any]:
         "id": close.job_id,
         "leased_by": close.leased_by,
         "attempts": close.attempts,
+        # finished_at is when the handler returned: the database's clock at the close, less how long
+        # the close was held (a duration on the worker's clock, so the two clocks need not agree).
+        "held_seconds": max(time.monotonic() - close.since, 0.0),
     }
 
 
