@@ -620,7 +620,8 @@ def _hold_close(job: Job, result: dict[str, Any] | None) -> bool:
     keys (one trace per runner and bar, one order per intent, a backtest's result fenced by its
     lease). Not on a job's last attempt: there a lost close would dead-letter a job that succeeded,
     so that close is sent at once and waits for the flush. A close sent by the thread waits for the
-    flush too. A worker process that ends sends its held close first (job_closes_flush)."""
+    flush too. A worker process that ends sends its held close first (job_closes_flush); one killed
+    between jobs (SIGKILL, out of memory) loses it, and the watchdog runs that job again as above."""
     if settings.JOB_CLOSE_HOLD_SECONDS <= 0 or job.attempts >= job.max_attempts or job.type in JOB_QUEUES:
         return False
     if connection.in_atomic_block or not connection.get_autocommit():
