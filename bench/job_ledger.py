@@ -10,9 +10,9 @@ message, says a job is done). Start-up and publishing are not timed. Rounds alte
 between which side goes first:
 - peer: N bare no-op Celery tasks with default options (no row, no claim, no close);
 - job ledger: N `noop` jobs (a row each; Celery carries the id) run by the real `job_run` task,
-  with the settings as they are: claim (UPDATE … SKIP LOCKED, committed), handler,
-  fenced close (sent on the worker's second connection). Every row must end SUCCEEDED, or the run
-  fails. The rows are deleted (and the table vacuumed) before each ledger round; only `noop` rows:
+  with the settings as they are: claim (UPDATE … SKIP LOCKED, committed), handler, fenced close
+  (held for the worker's next claim, and sent with it in one statement). Every row must end
+  SUCCEEDED, or the run fails. The rows are deleted (and the table vacuumed) before each ledger round; only `noop` rows:
   other benchmarks' rows may reference theirs.
 The figure: the median over rounds of (ledger jobs/s ÷ the bare jobs/s of the same round).
 
@@ -23,7 +23,8 @@ Two phases, each with its rounds (BENCH_LOAD=0: idle only, 1: loaded only, unset
   way `make run` runs a matrix (the `backtests` worker's pool); BENCH_LOAD_SESSIONS=each makes
   each busy process a program of its own, a harsher load (see BackgroundLoad).
 Under that load a commit's WAL flush (fdatasync) and every wake-up of a process that waited take
-milliseconds instead of tens of microseconds; bare Celery makes no commit, the ledger two per job.
+milliseconds instead of tens of microseconds; bare Celery makes no commit, the ledger one per job
+(a job's close goes with the next claim, in one statement that does not wait for the flush).
 BENCH_SCHED=1 prints, per job and per process group, where the time went (kernel schedstat: on a
 CPU, runnable but waiting for one, times scheduled in).
 

@@ -26,11 +26,11 @@ def _warm_up_market_hours(**kwargs: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _confirm_the_last_close(**kwargs: Any) -> None:
-    """A pool process that ends reads the answer of its last job's close (logged if fenced out)."""
-    from apps.runners.services.jobs import job_closes_confirm
+def _send_the_held_close(**kwargs: Any) -> None:
+    """A pool process that ends sends the close it holds for its next claim first (and waits for it)."""
+    from apps.runners.services.jobs import job_closes_flush
 
-    job_closes_confirm()
+    job_closes_flush()
 
 
 @task_prerun.connect
@@ -64,12 +64,12 @@ def _replace_a_lost_database_connection(**kwargs: Any) -> None:
 def job_run(self: Any, job_id: int) -> None:
     from apps.runners.services.jobs import job_execute
 
-    # A worker sends the close without waiting for its answer (job_execute's confirm_close_later); an
-    # eager run (tests, a shell) is followed by its caller's queries, so it waits, as before.
+    # A worker holds the close for its next claim (job_execute's hold_close); an eager run (tests, a
+    # shell) is followed by its caller's queries, so it closes at once, as before.
     job_execute(
         job_id=job_id,
         worker=f"{self.request.hostname or 'worker'}:{os.getpid()}",
-        confirm_close_later=not self.request.is_eager,
+        hold_close=not self.request.is_eager,
     )
 
 

@@ -25,6 +25,10 @@ CELERY_BEAT_SCHEDULER = "apps.telemetry.heartbeats.HeartbeatDatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
 # A job lease: longer than any handler runs; after it, the watchdog takes the job back (worker lost).
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=120)
+# How long a worker holds a job's close for the claim of its next job, which sends both in one
+# statement (apps/runners/services/jobs.py, _hold_close): at most this long after its handler
+# returned, a job still reads RUNNING. 0 closes every job at once, waiting for the disk.
+JOB_CLOSE_HOLD_SECONDS = env.float("JOB_CLOSE_HOLD_SECONDS", default=0.05)
 # Keep a worker's database connection across tasks (Celery's Django fixup otherwise closes it
 # around every task: a new PostgreSQL connection per job). A connection broken by a database
 # restart fails the one task that finds it broken (the job watchdog recovers that job); the next

@@ -5,10 +5,12 @@ worker processes are in test_job_workers.py."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -537,42 +539,183 @@ def test_a_claim_is_committed_for_everyone_at_once_without_waiting_for_the_disk(
 
 
 @pytest.fixture
-def closer() -> Any:
-    """The closer connection job_execute(confirm_close_later=True) opens, closed after the test."""
-    yield jobs._closer
-    jobs.job_closes_confirm()
-    if jobs._closer.conn is not None:
-        jobs._closer.conn.close()
+def holder() -> Any:
+    """The worker's close holder (job_execute(hold_close=True)); its held close is sent and its
+    connection closed after the test, and its thread woken to read the hold bound again (a test's
+    `settings` are restored before this runs)."""
+    yield jobs._held_close
+    jobs.job_closes_flush()
+    with jobs._held_close.cond:
+        jobs._held_close.cond.notify()
+    with jobs._held_close.sending:
+        if jobs._held_close.conn is not None:
+            jobs._held_close.conn.close()
+        jobs._held_close.conn = None
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ledger's statements on Django's connection, in order: "claim", "close then claim",
+    "close" (a close alone, waited for)."""
+    seen: list[str] = []
+    names = {jobs._CLAIM_ONE_SQL: "claim", jobs._CLOSE_THEN_CLAIM_SQL: "close then claim", jobs._COMPLETE_SQL: "close"}
+    fetch, execute = jobs.fetch_prepared, jobs.execute_prepared
+
+    def fetch_spy(sql: str, params: dict[str, Any]) -> Any:
+        seen.append(names.get(sql, "other"))
+        return fetch(sql, params)
+
+    def execute_spy(sql: str, params: dict[str, Any]) -> Any:
+        seen.append(names.get(sql, "other"))
+        return execute(sql, params)
+
+    monkeypatch.setattr(jobs, "fetch_prepared", fetch_spy)
+    monkeypatch.setattr(jobs, "execute_prepared", execute_spy)
+    return seen
+
+
+def _wait_for(predicate: Any, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_sends_the_close_on_a_connection_of_its_own_and_reads_the_answer_later(
-    test_handlers: Any, closer: Any
+def test_a_worker_holds_a_close_for_its_next_claim_and_sends_both_in_one_statement(
+    test_handlers: Any, holder: Any, statements: list[str], settings: Any
 ) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 30  # no close leaves on its own during this test
+    first, second, third = (_job(type="test.pure") for _ in range(3))
+    mine = job_execute(job_id=first.pk, worker="w1", hold_close=True)
+    assert mine is not None and mine.status == Job.Status.RUNNING  # returned with its close held
+    assert _status_seen_by_another_connection(first.pk) == (Job.Status.RUNNING, "w1")
+    job_execute(job_id=second.pk, worker="w1", hold_close=True)
+    assert _status_seen_by_another_connection(first.pk) == (Job.Status.SUCCEEDED, "w1")
+    assert _status_seen_by_another_connection(second.pk) == (Job.Status.RUNNING, "w1")
+    job_execute(job_id=third.pk, worker="w1", hold_close=True)
+    assert statements == ["claim", "close then claim", "close then claim"]  # one round trip a job
+    jobs.job_closes_flush()  # as the worker process does when it ends
+    assert (
+        list(Job.objects.values_list("status", "result", "attempts").order_by("pk"))
+        == [
+            (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, 1),
+        ]
+        * 3
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_close_records_when_the_job_finished_not_when_the_close_was_sent(
+    test_handlers: Any, holder: Any, settings: Any
+) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 30
     first, second = _job(type="test.pure"), _job(type="test.pure")
-    mine = job_execute(job_id=first.pk, worker="w1", confirm_close_later=True)
-    assert mine is not None and mine.status == Job.Status.RUNNING  # returned without the answer
-    assert closer.unconfirmed == [(first.pk, "w1", 1, {"pure": True, "attempt": 1})]
-    assert Job.objects.filter(pk=second.pk).exists()  # Django's connection is free at once
-    job_execute(job_id=second.pk, worker="w1", confirm_close_later=True)  # reads the first answer, sends its own
-    assert [entry[0] for entry in closer.unconfirmed] == [second.pk]
-    jobs.job_closes_confirm()
-    assert closer.unconfirmed == []
-    assert list(Job.objects.values_list("status", "result", "leased_by").order_by("pk")) == [
-        (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, "w1"),
-        (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, "w1"),
-    ]
+    job_execute(job_id=first.pk, worker="w1", hold_close=True)
+    time.sleep(0.5)  # no message for half a second: the close waits for the next claim
+    job_execute(job_id=second.pk, worker="w1", hold_close=True)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.finished_at is not None and second.started_at is not None
+    assert first.finished_at - first.started_at < timedelta(seconds=0.25)
+    assert second.started_at - first.finished_at >= timedelta(seconds=0.45)
+    assert first.updated_at >= second.started_at  # written with the claim
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_close_sent_without_waiting_that_lost_its_lease_closes_nothing_and_says_so(
-    test_handlers: Any, published: list[Any], caplog: pytest.LogCaptureFixture, closer: Any
+def test_a_held_close_goes_with_a_claim_that_finds_nothing_to_claim(
+    test_handlers: Any, holder: Any, settings: Any
 ) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 30
+    job, done = _job(type="test.pure"), _job(status=Job.Status.SUCCEEDED)
+    job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    assert job_execute(job_id=done.pk, worker="w1", hold_close=True) is None  # a duplicate message
+    assert holder.held is None
+    assert _status_seen_by_another_connection(job.pk) == (Job.Status.SUCCEEDED, "w1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_close_no_claim_takes_is_sent_alone_within_the_hold_bound(
+    test_handlers: Any, holder: Any, settings: Any
+) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 0.05
+    for round_ in range(2):  # the second time the thread is asleep and the hold wakes it
+        job = _job(type="test.pure")
+        held_at = time.monotonic()
+        job_execute(job_id=job.pk, worker="w1", hold_close=True)
+        assert _wait_for(lambda pk=job.pk: Job.objects.get(pk=pk).status == Job.Status.SUCCEEDED), round_
+        assert time.monotonic() - held_at < 2
+        assert holder.held is None
+        time.sleep(0.2)  # a quiet period: the thread goes to sleep
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_close_that_goes_with_a_claim_does_not_wait_for_the_disk_and_a_close_sent_alone_does(
+    test_handlers: Any, holder: Any, settings: Any
+) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 30
+    rows = [_job(type="test.pure") for _ in range(21)]
+    job_execute(job_id=rows[0].pk, worker="w1", hold_close=True)
+    before = _wal_fsyncs_by_clients()
+    for job in rows[1:]:
+        job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    assert _wal_fsyncs_by_clients() - before == 0  # 20 closes went with claims: no flush waited for
+    assert Job.objects.filter(status=Job.Status.SUCCEEDED).count() == 20
+    jobs.job_closes_flush()  # the last one, alone, on the holder's connection
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn() <= pg_current_wal_flush_lsn()")
+        assert cursor.fetchone()[0]  # its commit was flushed, and every earlier one with it
+    assert Job.objects.filter(status=Job.Status.SUCCEEDED).count() == 21
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_close_of_a_jobs_last_attempt_is_not_held(test_handlers: Any, holder: Any, statements: list[str]) -> None:
+    """A close lost in a database crash sends the job round again when its lease expires; on its
+    last attempt that would dead-letter a job that succeeded, so that close is sent and awaited."""
+    job = _job(type="test.pure", max_attempts=1)
+    job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    assert holder.held is None and statements == ["claim", "close"]
+    assert _status_seen_by_another_connection(job.pk) == (Job.Status.SUCCEEDED, "w1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_close_of_a_job_with_a_queue_of_its_own_is_not_held(
+    test_handlers: Any, holder: Any, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backtest's job reads SUCCEEDED as soon as the backtest does (its page is watched)."""
+    monkeypatch.setitem(jobs.JOB_QUEUES, "test.pure", "backtests")
     job = _job(type="test.pure")
-    _take_over.append(lambda claimed: claimed.attempts == 1 and _another_worker_takes_over(claimed))
-    job_execute(job_id=job.pk, worker="worker-a", confirm_close_later=True)
+    job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    assert holder.held is None and statements == ["claim", "close"]
+    assert _status_seen_by_another_connection(job.pk) == (Job.Status.SUCCEEDED, "w1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_hold_set_to_zero_every_close_is_sent_and_awaited(
+    test_handlers: Any, holder: Any, statements: list[str], settings: Any
+) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 0
+    first, second = _job(type="test.pure"), _job(type="test.pure")
+    job_execute(job_id=first.pk, worker="w1", hold_close=True)
+    job_execute(job_id=second.pk, worker="w1", hold_close=True)
+    assert holder.held is None and statements == ["claim", "close", "claim", "close"]
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_close_that_lost_its_lease_closes_nothing_and_says_so(
+    test_handlers: Any, published: list[Any], caplog: pytest.LogCaptureFixture, holder: Any, settings: Any
+) -> None:
+    settings.JOB_CLOSE_HOLD_SECONDS = 30
+    job, next_job = _job(type="test.pure"), _job(type="test.pure")
+    _take_over.append(
+        lambda claimed: claimed.pk == job.pk and claimed.attempts == 1 and _another_worker_takes_over(claimed)
+    )
+    job_execute(job_id=job.pk, worker="worker-a", hold_close=True)
     with caplog.at_level("WARNING", logger="tradeops.jobs"):
-        jobs.job_closes_confirm()
+        job_execute(job_id=next_job.pk, worker="worker-a", hold_close=True)
     assert f"job {job.pk}: lease lost on attempt 1; nothing was closed" in caplog.text
     job.refresh_from_db()
     assert (job.status, job.attempts, job.leased_by, job.result) == (
@@ -581,39 +724,55 @@ def test_a_close_sent_without_waiting_that_lost_its_lease_closes_nothing_and_say
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_closer_the_server_ended_is_replaced_before_the_next_close(test_handlers: Any, closer: Any) -> None:
-    first, second = _job(type="test.pure"), _job(type="test.pure")
-    job_execute(job_id=first.pk, worker="w1", confirm_close_later=True)
-    jobs.job_closes_confirm()
-    ended = closer.conn.info.backend_pid
-    with connection.cursor() as cursor:  # as a database restart would
-        cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [ended])
-    job_execute(job_id=second.pk, worker="w1", confirm_close_later=True)
-    jobs.job_closes_confirm()
-    assert closer.conn.info.backend_pid != ended
-    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+def test_a_held_close_whose_claim_failed_is_sent_again_alone(test_handlers: Any, holder: Any, settings: Any) -> None:
+    """The worker's connection broke (a database restart) under the claim that carried the close:
+    whether or not it committed, the close is sent again, fenced, on the holder's connection."""
+    settings.JOB_CLOSE_HOLD_SECONDS = 0.05
+    job, next_job = _job(type="test.pure"), _job(type="test.pure")
+    job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    _terminate(connection.connection.info.backend_pid)
+    with pytest.raises(psycopg.OperationalError):
+        job_execute(job_id=next_job.pk, worker="w1", hold_close=True)
+    connection.close()
+    assert _wait_for(lambda: Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED)
+    assert Job.objects.get(pk=next_job.pk).status == Job.Status.QUEUED  # its claim failed with it
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_close_that_got_no_answer_is_run_again_on_the_workers_connection(
-    test_handlers: Any, closer: Any, caplog: pytest.LogCaptureFixture
+def test_a_holder_connection_the_server_ended_is_replaced_for_the_next_close(
+    test_handlers: Any, holder: Any, settings: Any
 ) -> None:
-    job = _job(type="test.pure")
-    job_execute(job_id=job.pk, worker="w1", confirm_close_later=True)
-    closer.conn.close()  # the answer is lost whether or not the server ran it
-    with caplog.at_level("WARNING", logger="tradeops.jobs"):
-        jobs.job_closes_confirm()
-    assert f"job {job.pk}: the close of attempt 1 sent without waiting got no answer" in caplog.text
-    job.refresh_from_db()
-    assert (job.status, job.result, job.leased_by) == (Job.Status.SUCCEEDED, {"pure": True, "attempt": 1}, "w1")
+    settings.JOB_CLOSE_HOLD_SECONDS = 30
+    first, second = _job(type="test.pure"), _job(type="test.pure")
+    job_execute(job_id=first.pk, worker="w1", hold_close=True)
+    jobs.job_closes_flush()
+    ended = holder.conn.info.backend_pid
+    _terminate(ended)  # as a database restart would
+    job_execute(job_id=second.pk, worker="w1", hold_close=True)
+    jobs.job_closes_flush()
+    assert holder.conn.info.backend_pid != ended
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+
+
+def _terminate(backend_pid: int) -> None:
+    def kill() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [backend_pid])
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    thread.join(20)
 
 
 def test_inside_a_callers_transaction_the_close_is_awaited(test_handlers: Any, closes: list[str]) -> None:
-    """An open transaction (here the test's) cannot carry a statement nobody waits for: the close
-    runs as before, in it."""
+    """An open transaction (here the test's) cannot carry a close held for later: the close runs as
+    before, in it."""
     job = _job(type="test.pure")
-    job_execute(job_id=job.pk, worker="w1", confirm_close_later=True)
-    assert closes == ["in the handler's transaction"] and jobs._closer.unconfirmed == []
+    job_execute(job_id=job.pk, worker="w1", hold_close=True)
+    assert closes == ["in the handler's transaction"] and jobs._held_close.held is None
     assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
 
 

@@ -43,11 +43,12 @@ class Processes:
         self.logs = logs
         self.started: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.runners.worker_settings",
             "TRADEOPS_TEST_DB_NAME": connection.settings_dict["NAME"],
+            **(env or {}),
         }
         log = (self.logs / f"{name}.log").open("wb")
         proc = subprocess.Popen(
@@ -61,7 +62,7 @@ class Processes:
         self.started[name] = proc
         return proc
 
-    def worker(self, name: str, *, pool: str = "solo") -> subprocess.Popen[bytes]:
+    def worker(self, name: str, *, pool: str = "solo", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         extra = ["--concurrency", "1"] if pool == "prefork" else []
         return self.start(
             name,
@@ -74,6 +75,7 @@ class Processes:
             "--without-mingle",
             "--without-gossip",
             "--without-heartbeat",
+            env=env,
         )
 
     def beat(self) -> subprocess.Popen[bytes]:
@@ -232,6 +234,24 @@ def test_the_same_tick_job_delivered_three_times_runs_once(broker: Any, processe
     }
     assert tick_dispatch(now=bar_time)["existing"] == [job.pk]
     assert Job.objects.count() == 1
+
+
+def test_a_worker_sends_each_close_with_its_next_claim_and_its_last_held_close_when_it_stops(
+    broker: Any, processes: Processes
+) -> None:
+    """With a hold longer than the test, only a claim or the pool process's end can send a close:
+    every job but the last is closed by the next one's claim, and the last when the worker stops."""
+    processes.worker("holder", pool="prefork", env={"JOB_CLOSE_HOLD_SECONDS": "600"})
+    ids = [job_enqueue(type="noop").pk for _ in range(5)]
+    _wait_for(
+        lambda: [_job(pk).status for pk in ids] == [Job.Status.SUCCEEDED] * 4 + [Job.Status.RUNNING],
+        processes,
+        "four jobs closed by the claims after them, the fifth's close held",
+    )
+    time.sleep(0.5)
+    assert _job(ids[-1]).status == Job.Status.RUNNING  # held: no claim came
+    processes.stop("holder")  # a warm shutdown: the pool process ends, and sends its held close first
+    assert [(_job(pk).status, _job(pk).attempts) for pk in ids] == [(Job.Status.SUCCEEDED, 1)] * 5
 
 
 def test_a_worker_whose_database_connection_was_cut_reconnects_for_the_next_task(

@@ -11,8 +11,9 @@ its id. Delivery is at least once; execution is at most once per lease:
   over closes nothing. job_execute runs the handler and job_complete in one transaction, so a
   fenced-out worker's database writes roll back with its completion. Effects outside Postgres
   (a broker order) need their own idempotency key (client_order_id) and reconciliation.
-- A worker sends a close that is a statement of its own on a second connection without waiting
-  for the answer, and reads the answer before its next close (_close_unconfirmed).
+- A worker holds a close that is a statement of its own for its next claim, which sends both in
+  one statement; a thread sends it alone if no claim comes within JOB_CLOSE_HOLD_SECONDS
+  (_hold_close: what that changes after a database crash is said there).
 - job_watchdog requeues expired leases, or dead-letters them after max_attempts. A job that kills
   its worker every time ends DEAD instead of looping, which Celery's reject_on_worker_lost would
   do (RELIABILITY J6).
@@ -27,10 +28,11 @@ import json
 import logging
 import os
 import re
-import select
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from django.conf import settings
@@ -39,7 +41,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from apps.core import context
@@ -273,14 +275,14 @@ _DUE = "(status = 'QUEUED' OR (status = 'FAILED' AND available_at <= statement_t
 _CLAIMED = ("id", "type", "status", "attempts", "max_attempts", "leased_by", "lease_expires_at", "runner_id")
 _CLAIMED += ("payload", "trace_id", "idempotency_key", "available_at", "created_at", "started_at")
 
-_CLAIM_SQL = f"""
-WITH candidate AS (
+_CANDIDATE = f"""
     SELECT id FROM {Job._meta.db_table}
     WHERE {_DUE} {{only_id}}
     ORDER BY available_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
-)
+"""
+_LEASE = f"""
 UPDATE {Job._meta.db_table} AS job
 SET status = 'RUNNING',
     attempts = job.attempts + 1,
@@ -289,17 +291,20 @@ SET status = 'RUNNING',
     started_at = statement_timestamp(),
     finished_at = NULL,
     updated_at = statement_timestamp()
-FROM candidate, (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
+FROM candidate{{unflushed}}
 WHERE job.id = candidate.id
 RETURNING {", ".join(f"job.{column}" for column in _CLAIMED)}
 """
+_UNFLUSHED = "(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
+_CLAIM_SQL = f"WITH candidate AS ({_CANDIDATE}){_LEASE.format(unflushed=', ' + _UNFLUSHED)}"
 # `unflushed`: this transaction's commit does not wait for its WAL to reach the disk (SET LOCAL
-# synchronous_commit = off, for the claim's own transaction only; the handler's commits and the
-# close stay synchronous). The lease is committed, and so visible to every other worker and the
-# watchdog, when the statement returns, exactly as before; what changes is only when it becomes
-# durable: at the WAL writer's next flush (wal_writer_delay, 200 ms by default, at most three
-# times that), or at once with any later synchronous commit (the handler's first write, the
-# close), which flushes the WAL up to and including the claim. A database crash inside that window
+# synchronous_commit = off, for the claim's own transaction only; the handler's commits stay
+# synchronous, and so does a close sent alone; a close that goes with a claim: see _hold_close).
+# The lease is committed, and so visible to every other worker and the watchdog, when the
+# statement returns, exactly as before; what changes is only when it becomes durable: at the WAL
+# writer's next flush (wal_writer_delay, 200 ms by default, at most three times that), or at once
+# with any later synchronous commit (the handler's first write, a close sent alone), which flushes
+# the WAL up to and including the claim. A database crash inside that window
 # loses the claim: the job is QUEUED again, as if its message had been lost, and the watchdog
 # republishes it (STALE_QUEUED_AFTER). Nothing runs twice that would not have anyway: the crash
 # broke the worker's connection, so that execution can neither write nor close (a claim that did
@@ -314,14 +319,31 @@ _CLAIM_NEXT_SQL = _CLAIM_SQL.format(only_id="")
 _COMPLETE_SQL = f"""
 UPDATE {Job._meta.db_table}
 SET status = 'SUCCEEDED', result = %(result)s, lease_expires_at = NULL,
-    finished_at = statement_timestamp(), updated_at = statement_timestamp()
+    finished_at = statement_timestamp() - make_interval(secs => %(held_seconds)s),
+    updated_at = statement_timestamp()
 WHERE id = %(id)s AND status = 'RUNNING' AND leased_by = %(leased_by)s AND attempts = %(attempts)s
 """
 
 
-# _COMPLETE_SQL with numbered parameters, prepared on a worker's closer connection (_close_unconfirmed).
-_COMPLETE_POSITIONAL = (_COMPLETE_SQL % {"result": "$1", "id": "$2", "leased_by": "$3", "attempts": "$4"}).encode()
-_CLOSER_STATEMENT = b"tradeops_job_close"
+# A worker's close held for its next claim (_hold_close), and that claim, in one statement: one
+# round trip and one transaction for the two (its commit does not wait for the flush either: see
+# _hold_close for what that changes). `closed` is a data-modifying CTE, so it runs whether or not a
+# job is claimed; the two UPDATEs never touch the same row (the closed row is RUNNING, never due).
+_CLOSE_THEN_CLAIM_SQL = f"""
+WITH closed AS (
+    UPDATE {Job._meta.db_table}
+    SET status = 'SUCCEEDED', result = %(close_result)s, lease_expires_at = NULL,
+        finished_at = statement_timestamp() - make_interval(secs => %(close_held_seconds)s),
+        updated_at = statement_timestamp()
+    WHERE id = %(close_id)s AND status = 'RUNNING' AND leased_by = %(close_leased_by)s
+        AND attempts = %(close_attempts)s
+    RETURNING id
+),
+candidate AS ({_CANDIDATE.format(only_id="AND id = %(job_id)s")}),
+claimed AS ({_LEASE.format(unflushed="")})
+SELECT (SELECT count(*) FROM closed), claimed.*
+FROM {_UNFLUSHED} LEFT JOIN claimed ON true
+"""
 
 
 def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -> Job | None:
@@ -335,7 +357,9 @@ def job_claim(*, job_id: int | None = None, worker: str, lease_seconds: float) -
     sql = _CLAIM_ONE_SQL if job_id is not None else _CLAIM_NEXT_SQL
     params: dict[str, Any] = {"job_id": job_id, "lease_seconds": lease_seconds, "worker": worker}
     if connection.get_autocommit():
-        rows = fetch_prepared(sql, params)  # one statement in autocommit: committed when it returns
+        # One statement in autocommit: committed when it returns. This worker's held close goes with it.
+        held = _held_close.take() if job_id is not None else None
+        rows = _close_then_claim(held, params) if held is not None else fetch_prepared(sql, params)
     else:
         with transaction.atomic(durable=True):  # raises inside a caller's transaction
             rows = fetch_prepared(sql, params)
@@ -363,6 +387,7 @@ def job_complete(*, job: Job, result: dict[str, Any] | None = None) -> bool:
             "id": job.pk,
             "leased_by": job.leased_by,
             "attempts": job.attempts,
+            "held_seconds": 0.0,
         },
     )
     if closed:
@@ -434,146 +459,204 @@ def _nothing_to_commit() -> bool:
     return raw is not None and raw.info.transaction_status == TransactionStatus.IDLE and not connection.run_on_commit
 
 
-class _Closer:
-    """A worker process's own connection for the closes it sends without waiting (the `closer`),
-    and the closes whose answer it has not read yet: (job id, leased_by, attempts, result)."""
+class _HeldClose(NamedTuple):
+    job_id: int
+    leased_by: str
+    attempts: int
+    result: dict[str, Any] | None
+    since: float  # time.monotonic() when it was held
+
+
+class _CloseHolder:
+    """A worker process's close held for the claim of its next job (at most one: a claim takes it),
+    and the thread that sends it alone, on a connection of its own, when no claim took it within
+    JOB_CLOSE_HOLD_SECONDS. While closes keep coming the thread wakes about once per
+    JOB_CLOSE_HOLD_SECONDS, not once per job; after a quiet period it sleeps until the next one."""
 
     def __init__(self) -> None:
-        self.conn: psycopg.Connection[Any] | None = None
+        self.cond = threading.Condition()
+        self.sending = threading.Lock()  # the sender connection, between the thread and job_closes_flush
+        self.held: _HeldClose | None = None
         self.pid = 0
-        self.unconfirmed: list[tuple[int, str, int, dict[str, Any] | None]] = []
+        self.idle = False  # the thread waits without a deadline: a new held close must wake it
+        self.holds = 0
+        self.params: dict[str, Any] = {}
+        self.conn: psycopg.Connection[Any] | None = None
 
-    def connection(self) -> psycopg.Connection[Any]:
-        """The closer, opened on first use (and again after it broke, or in a forked child). An idle
-        connection with something to read was ended by the server (a restart, pg_terminate_backend:
-        its last words wait in the socket), so it is replaced before anything is sent on it."""
-        conn = self.conn
-        if conn is not None and not conn.closed and self.pid == os.getpid():
-            if not select.select([conn.pgconn.socket], [], [], 0)[0]:
-                return conn
-            conn.close()
-        params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
-        conn = psycopg.connect(**params, autocommit=True)
-        # The close as a server-side prepared statement of this connection's own (psycopg runs
-        # nothing on it, so never deallocates it): planned once, not per job.
-        prepared = conn.pgconn.prepare(_CLOSER_STATEMENT, _COMPLETE_POSITIONAL)
-        if prepared.status != ExecStatus.COMMAND_OK:
-            conn.close()
-            raise psycopg.OperationalError(prepared.error_message.decode(errors="replace").strip())
-        self.conn, self.pid, self.unconfirmed = conn, os.getpid(), []
-        return conn
+    def hold(self, close: _HeldClose) -> None:
+        if self.pid != os.getpid():  # first use in this process, or in a forked child: nothing of the parent's
+            self.cond, self.sending = threading.Condition(), threading.Lock()
+            self.held, self.conn, self.idle, self.pid = None, None, False, os.getpid()
+            self.params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+            threading.Thread(target=self._watch, name="tradeops-held-close", daemon=True).start()
+        with self.cond:
+            previous, self.held = self.held, close
+            self.holds += 1
+            if self.idle:
+                self.cond.notify()
+        if previous is not None:  # not taken by a claim (job_execute claims before it holds): sent now
+            self.send(previous)
+
+    def take(self) -> _HeldClose | None:
+        if self.held is None or self.pid != os.getpid():  # the common miss, without the lock
+            return None
+        with self.cond:
+            close, self.held = self.held, None
+        return close
+
+    def put_back(self, close: _HeldClose) -> None:
+        """A close whose statement failed (it may or may not have committed): the thread sends it
+        again, fenced, so it closes nothing if it had."""
+        with self.cond:
+            if self.held is None:
+                self.held = close
+                if self.idle:
+                    self.cond.notify()
+                return
+        self.send(close)
+
+    def _watch(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    bound = settings.JOB_CLOSE_HOLD_SECONDS
+                    close = self.held
+                    if close is not None:
+                        left = close.since + bound - time.monotonic()
+                        if left <= 0:
+                            self.held = None
+                            break
+                        self.cond.wait(left)
+                        continue
+                    # Nothing held now, which while jobs keep coming is most of the time (a claim took
+                    # it): the thread looks again a period later, and sleeps until hold() wakes it only
+                    # after a whole period in which nothing was held, so a busy worker never wakes it.
+                    seen = self.holds
+                    self.cond.wait(bound)
+                    if self.held is None and self.holds == seen:
+                        self.idle = True
+                        while self.held is None:
+                            self.cond.wait()
+                        self.idle = False
+            try:
+                self.send(close)
+            except Exception:  # the thread must outlive any one close; the watchdog recovers that job
+                logger.exception("job %s: its held close could not be sent", close.job_id)
+
+    def send(self, close: _HeldClose) -> None:
+        """The close alone, fenced, in a transaction of its own whose commit waits for the flush."""
+        with self.sending:
+            for attempt in (1, 2):
+                try:
+                    if self.conn is None or self.conn.closed:
+                        self.conn = psycopg.connect(**self.params, autocommit=True)
+                    closed = self.conn.execute(_COMPLETE_SQL, _complete_params(close)).rowcount
+                    break
+                except psycopg.OperationalError as exc:  # a restart, or the server ended it: once more, anew
+                    if self.conn is not None:
+                        self.conn.close()
+                    self.conn = None
+                    if attempt == 2:
+                        logger.warning(
+                            "job %s: the close of attempt %s could not be sent (%s); the job stays RUNNING until "
+                            "its lease expires, then the watchdog runs it again",
+                            close.job_id,
+                            close.attempts,
+                            exc,
+                        )
+                        return
+        if closed != 1:
+            logger.warning("job %s: lease lost on attempt %s; nothing was closed", close.job_id, close.attempts)
 
 
-_closer = _Closer()
+_held_close = _CloseHolder()
 
 
-def _close_unconfirmed(job: Job, result: dict[str, Any] | None) -> bool:
-    """Send the fenced close (the statement job_complete runs) on the worker's closer connection and
-    return without waiting for its answer; False, with nothing sent, when Django's connection is
-    not in autocommit or holds an open transaction (what the handler did is not committed yet, and
-    the close must be part of it) or the closer cannot be opened.
+def _complete_params(close: _HeldClose) -> dict[str, Any]:
+    return {
+        "result": Jsonb(close.result) if close.result is not None else None,
+        "id": close.job_id,
+        "leased_by": close.leased_by,
+        "attempts": close.attempts,
+        # finished_at is when the handler returned: the database's clock at the close, less how long
+        # the close was held (a duration on the worker's clock, so the two clocks need not agree).
+        "held_seconds": max(time.monotonic() - close.since, 0.0),
+    }
 
-    Why: a close is a commit, and a commit waits for the WAL to reach the disk. On a box whose CPUs
-    are saturated that flush and the wake-ups around it take milliseconds instead of a fraction of
-    one (bench/job_ledger.py, loaded rounds), and a worker that waited for them took its next
-    message only after. Sent like this, the close commits while the worker hands the task back and
-    claims its next job (on Django's connection: the claim never queues behind it). Nothing is
-    weaker: the statement is the same fenced UPDATE, committed and flushed by the server whether or
-    not anyone reads its answer; only the reading moves, to job_closes_confirm (before the closer's
-    next close, and when the process ends), which runs the close again on Django's connection if
-    it got no answer. A worker that dies in between leaves the row as one that dies just after a
-    close: closed, or RUNNING until the watchdog takes the lease back. Only for closes that are a
-    statement of their own: the handler committed its own work (OWN_TRANSACTIONS) or did none, so
-    a lost lease has nothing to roll back and the answer only says whether to log it."""
+
+def _close_then_claim(close: _HeldClose, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The held close and the claim in one statement (_CLOSE_THEN_CLAIM_SQL): the claim's row, if
+    any. The close's outcome is known at once: one the lease fenced out is logged."""
+    try:
+        rows = fetch_prepared(
+            _CLOSE_THEN_CLAIM_SQL,
+            {**params, **{f"close_{k}": v for k, v in _complete_params(close).items()}},
+        )
+    except Exception:
+        _held_close.put_back(close)
+        raise
+    closed, *claimed = rows[0]
+    if closed != 1:
+        logger.warning("job %s: lease lost on attempt %s; nothing was closed", close.job_id, close.attempts)
+    return [tuple(claimed)] if claimed[0] is not None else []
+
+
+def _hold_close(job: Job, result: dict[str, Any] | None) -> bool:
+    """Hold the fenced close of a job that succeeded for this worker's next claim, which sends both
+    in one statement (_close_then_claim); the thread of _CloseHolder sends it alone if no claim
+    comes within JOB_CLOSE_HOLD_SECONDS. False, with nothing held (the caller closes now, waiting
+    for it), when the close must be part of an open transaction (Django's connection is not in
+    autocommit, or what the handler did is not committed yet), when holding is off
+    (JOB_CLOSE_HOLD_SECONDS = 0), on the job's last attempt, and for the types with a queue of their
+    own (JOB_QUEUES: a backtest), which run for long, so one round trip is nothing to them, and
+    whose page an operator watches: their job reads SUCCEEDED as soon as their own row does.
+
+    Why: on a box whose CPUs are saturated, every process a job wakes waits for a CPU, and a commit
+    that waits for the WAL flush waits for the disk and the wake-ups around it too
+    (bench/job_ledger.py, loaded rounds). A close of its own was one more statement, one more
+    backend woken and one more flush per job; held, it costs none of them.
+
+    What changes: the row reads RUNNING until the next claim (at most JOB_CLOSE_HOLD_SECONDS after
+    the handler returned), and the close that went with a claim commits without waiting for the
+    flush, like the claim: durable at the WAL writer's next flush (within 3 × wal_writer_delay,
+    600 ms by default) or at any later synchronous commit. A database crash inside that window
+    loses it: the job is RUNNING again under its old lease (or QUEUED, if its claim was lost too),
+    and when the lease expires the watchdog requeues it and it runs again, one more attempt counted,
+    as a job whose worker died just before its close does. Its handler's own work is not lost (it
+    committed, and flushed, before the close was held), and handlers are idempotent by their own
+    keys (one trace per runner and bar, one order per intent, a backtest's result fenced by its
+    lease). Not on a job's last attempt: there a lost close would dead-letter a job that succeeded,
+    so that close is sent at once and waits for the flush. A close sent by the thread waits for the
+    flush too. A worker process that ends sends its held close first (job_closes_flush); one killed
+    between jobs (SIGKILL, out of memory) loses it, and the watchdog runs that job again as above."""
+    if settings.JOB_CLOSE_HOLD_SECONDS <= 0 or job.attempts >= job.max_attempts or job.type in JOB_QUEUES:
+        return False
     if connection.in_atomic_block or not connection.get_autocommit():
         return False
     raw = connection.connection
     if raw is not None and raw.info.transaction_status != TransactionStatus.IDLE:
         return False
-    job_closes_confirm()
-    try:
-        closer = _closer.connection()
-    except psycopg.OperationalError as exc:
-        logger.warning("job %s: no closer connection (%s); closing on the worker's own", job.pk, exc)
-        return False
-    # The values job_complete sends, as text parameters: JSON as psycopg's Jsonb dumps it (json.dumps).
-    values = [
-        None if result is None else json.dumps(result).encode(),
-        str(job.pk).encode(),
-        job.leased_by.encode(),
-        str(job.attempts).encode(),
-    ]
-    pgconn = closer.pgconn
-    _closer.unconfirmed.append((job.pk, job.leased_by, job.attempts, result))
-    try:
-        pgconn.send_query_prepared(_CLOSER_STATEMENT, values)
-        while pgconn.flush():  # a non-blocking connection: wait until the statement is out
-            select.select([], [pgconn.socket], [], 1.0)
-    except psycopg.OperationalError:
-        job_closes_confirm()  # no answer will come: closed again on Django's connection
+    _held_close.hold(_HeldClose(job.pk, job.leased_by, job.attempts, result, time.monotonic()))
     return True
 
 
-def job_closes_confirm() -> None:
-    """Read the answers of the closes the closer sent without waiting (_close_unconfirmed), waiting
-    for them if need be. A close that got no answer (the closer broke, or the server ended it) is
-    run again on Django's connection: the fenced UPDATE matches nothing if the first one did
-    commit. Logs a close the lease fenced out (its job then belongs to the worker that holds it)."""
-    if not _closer.unconfirmed or _closer.pid != os.getpid():
-        return
-    conn = _closer.conn
-    while _closer.unconfirmed:
-        job_id, leased_by, attempts, result = _closer.unconfirmed.pop(0)
-        answers: list[Any] = []
-        try:
-            if conn is None or conn.closed:
-                raise psycopg.OperationalError("the closer connection is closed")
-            pgconn = conn.pgconn
-            while True:
-                while pgconn.is_busy():
-                    select.select([pgconn.socket], [], [], 1.0)
-                    pgconn.consume_input()
-                answer = pgconn.get_result()
-                if answer is None:
-                    break
-                answers.append(answer)
-        except psycopg.OperationalError as exc:
-            answers = []
-            logger.info("job %s: the closer connection broke (%s)", job_id, exc)
-        if [a.status for a in answers] == [ExecStatus.COMMAND_OK]:
-            if answers[0].command_tuples != 1:
-                logger.warning("job %s: lease lost on attempt %s; nothing was closed", job_id, attempts)
-            continue
-        if conn is not None and not conn.closed:
-            conn.close()  # broken or ended by the server: the next close opens another
-        errors = "; ".join(a.error_message.decode(errors="replace").strip() for a in answers if a.error_message)
-        closed = execute_prepared(
-            _COMPLETE_SQL,
-            {
-                "result": Jsonb(result) if result is not None else None,
-                "id": job_id,
-                "leased_by": leased_by,
-                "attempts": attempts,
-            },
-        )
-        logger.warning(
-            "job %s: the close of attempt %s sent without waiting got no answer (%s); run again on the worker's "
-            "connection: %s",
-            job_id,
-            attempts,
-            errors or "connection lost",
-            "closed" if closed else "nothing to close (it had committed, or the lease was lost)",
-        )
+def job_closes_flush() -> None:
+    """Send this process's held close now, and wait for it (and for one the thread is sending):
+    when the worker process ends, and in tests."""
+    close = _held_close.take()
+    if close is not None:
+        _held_close.send(close)
+    with _held_close.sending:
+        pass
 
 
-def job_execute(*, job_id: int, worker: str, confirm_close_later: bool = False) -> Job | None:
+def job_execute(*, job_id: int, worker: str, hold_close: bool = False) -> Job | None:
     """Claim → handler → complete or fail. Returns the job as this worker left it, or None when
     it was not claimable (a duplicate delivery, a cancelled or finished job): nothing happens.
 
-    `confirm_close_later` (a worker's job_run): when the close is a statement of its own (the
-    handler committed its own work, or left nothing to commit), it is sent on the worker's closer
-    connection without waiting for the answer (_close_unconfirmed); the job is then returned still
-    marked RUNNING in memory, and the answer is read before the closer's next close."""
+    `hold_close` (a worker's job_run): when the close is a statement of its own (the handler
+    committed its own work, or left nothing to commit), it is held for the worker's next claim
+    (_hold_close); the job is then returned still marked RUNNING in memory."""
     job = job_claim(job_id=job_id, worker=worker, lease_seconds=settings.JOB_LEASE_SECONDS)
     if job is None:
         logger.info("job %s not claimable (running elsewhere, closed or not due): nothing to do", job_id)
@@ -591,7 +674,7 @@ def job_execute(*, job_id: int, worker: str, confirm_close_later: bool = False) 
         try:
             if job.type in OWN_TRANSACTIONS:
                 result = handler(job)
-                if confirm_close_later and _close_unconfirmed(job, result):
+                if hold_close and _hold_close(job, result):
                     return job
                 if not job_complete(job=job, result=result):
                     raise _LeaseLost
@@ -604,7 +687,7 @@ def job_execute(*, job_id: int, worker: str, confirm_close_later: bool = False) 
             # A handler that sent nothing to the database and left nothing to run on commit has
             # nothing to roll back if the lease was lost: the close alone is the transaction, one
             # statement in autocommit (one round trip instead of BEGIN, UPDATE and COMMIT).
-            if untouched and confirm_close_later and _close_unconfirmed(job, result):
+            if untouched and hold_close and _hold_close(job, result):
                 return job
             if untouched and not job_complete(job=job, result=result):
                 raise _LeaseLost
