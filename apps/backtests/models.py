@@ -123,7 +123,9 @@ class BacktestTrade(models.Model):
         SIGNAL = "SIGNAL", "Strategy signal"
         END = "END", "End of the window"
 
-    backtest = models.ForeignKey(Backtest, on_delete=models.CASCADE, related_name="trades")
+    # No index of its own: backtest_trade_seq_unique (backtest, seq) leads with it (one index less
+    # to write for each of the thousands of trades a matrix run stores).
+    backtest = models.ForeignKey(Backtest, on_delete=models.CASCADE, related_name="trades", db_index=False)
     seq = models.PositiveIntegerField()
     side = models.CharField(max_length=5, choices=Side.choices)
     quantity = models.PositiveIntegerField()

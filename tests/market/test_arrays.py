@@ -203,10 +203,10 @@ def test_the_cache_reads_a_window_once_and_again_after_new_bars_land_in_it(
 
 
 def test_the_cache_forgets_the_least_recently_used_window_past_its_byte_bound() -> None:
-    _store("MES", [_bar(_minute(n), "6000", "6000", "6000", "6000") for n in range(10)])
+    _store("MES", [_bar(_minute(n), "6000", "6000", "6000", "6000") for n in range(12)])
     one_window = 10 * 6 * 8  # ten bars, six int64 arrays
     cache = BarCache(max_bytes=2 * one_window)
-    windows = [(T0, _minute(10)), (T0, _minute(11)), (T0, _minute(12))]
+    windows = [(T0, _minute(10)), (_minute(1), _minute(11)), (_minute(2), _minute(12))]  # none inside another
     a = cache.get(instrument="MES", timeframe="1m", start=windows[0][0], end=windows[0][1])
     cache.get(instrument="MES", timeframe="1m", start=windows[1][0], end=windows[1][1])
     assert cache.get(instrument="MES", timeframe="1m", start=windows[0][0], end=windows[0][1]) is a  # now newest
