@@ -779,7 +779,8 @@ def _trades_copy(backtest_id: int, trades: list[engine.EngineTrade]) -> None:
     table = BacktestTrade._meta.db_table
     statement = f"COPY {table} ({', '.join(_TRADE_COLUMNS)}) FROM STDIN (FORMAT binary)"
     connection.ensure_connection()
-    with connection.connection.cursor() as cursor, cursor.copy(statement) as copy:
+    # Django's database errors (IntegrityError, …), as for any other statement of the transaction.
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor, cursor.copy(statement) as copy:
         copy.set_types(_TRADE_TYPES)
         for seq, t in enumerate(trades, 1):
             copy.write_row(

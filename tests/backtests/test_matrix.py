@@ -389,3 +389,32 @@ def test_trade_figures_round_to_the_columns_scale_as_they_are_stored() -> None:
         (2, Decimal("-1.000000001"), at),
         (3, Decimal("12345.123456789"), at),
     ]
+
+
+def test_a_trade_must_belong_to_a_backtest_and_a_backtest_goes_with_its_trades() -> None:
+    from django.db import IntegrityError, connection, transaction
+
+    from apps.backtests import services
+    from apps.backtests.models import BacktestTrade
+    from apps.trading.engine import EngineTrade
+    from tests.backtests.factories import BacktestFactory, trade
+
+    at = START + timedelta(minutes=1)
+    zero = Decimal(0)
+    orphan = EngineTrade("LONG", 1, at, Decimal("6000"), at, Decimal("6001"), "SIGNAL", Decimal(5), zero, zero)
+    missing = (Backtest.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1000
+    with pytest.raises(IntegrityError, match="does not exist"), transaction.atomic():
+        services._trades_copy(missing, [orphan])
+    backtest = BacktestFactory()
+    with pytest.raises(IntegrityError, match="does not exist"), transaction.atomic():
+        services._trades_copy(backtest.pk, [orphan, orphan])
+        BacktestTrade.objects.filter(backtest=backtest, seq=2).update(backtest_id=missing)  # moved away
+    trade(backtest, 1)
+    with (
+        pytest.raises(IntegrityError, match="cannot be deleted"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM backtests_backtest WHERE id = %s", [backtest.pk])
+    backtest.delete()  # Django's cascade: its trades first
+    assert not BacktestTrade.objects.exists()
