@@ -92,7 +92,8 @@ def summarize(
         raise ValueError(f"equity is not a finite number at the close of bar {int(np.argmin(np.isfinite(equity)))}")
 
     day_of_bar = trade_dates(close_ts)
-    days = int(len(np.unique(day_of_bar)))
+    # The closes increase, so their trade dates never decrease: a new date is a change.
+    days = int(np.count_nonzero(np.diff(day_of_bar))) + 1 if len(day_of_bar) else 0
     unknown: dict[str, str] = {}
     metrics = _trade_metrics(result, unknown)
     metrics.update(_equity_metrics(equity, position, day_of_bar, initial_capital, unknown))
