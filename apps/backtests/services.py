@@ -1051,7 +1051,7 @@ class _Run:
                 # In this transaction (one commit for both), its row locked after this run's, the
                 # order every writer takes them in.
                 matrix_refresh(matrix_id=bt.matrix_id)
-                self.matrix_refreshed = True
+        self.matrix_refreshed = bt.matrix_id is not None  # committed
         verdict = summary["classification"].get("verdict")
         return {"backtest_id": bt.pk, "status": Status.SUCCEEDED, "trades": len(result.trades), "verdict": verdict}
 
