@@ -186,7 +186,11 @@ def run_ours(start: datetime, end: datetime, logs: Path) -> tuple[float, dict[tu
                     )
                 time.sleep(0.05)
             wall = time.perf_counter() - t0
-        runs = list(Backtest.objects.filter(matrix_id=matrix_id).values("id", "status", "parameters", "error"))
+        runs = list(
+            Backtest.objects.filter(matrix_id=matrix_id).values(
+                "id", "status", "parameters", "error", "timings", "elapsed_ms"
+            )
+        )
         failed = [r for r in runs if r["status"] != "SUCCEEDED"]
         if failed or len(runs) != len(FAST) * len(SLOW):
             raise single.Failed(f"matrix {matrix_id}: {len(runs)} runs, not succeeded: {failed[:3]}")
@@ -194,6 +198,16 @@ def run_ours(start: datetime, end: datetime, logs: Path) -> tuple[float, dict[tu
             r["id"]: BacktestTrade.objects.filter(backtest_id=r["id"]).exclude(exit_reason="END").count() for r in runs
         }
         counts = {(r["parameters"]["fast_period"], r["parameters"]["slow_period"]): closed[r["id"]] for r in runs}
+        # Each run's own clock (stored with it): from its claim to its result's COPY, by phase.
+        per_run = {k: float(np.mean([r["timings"][k] for r in runs])) for k in ("bars_ms", "engine_ms", "store_ms")} | {
+            "elapsed_ms": float(np.mean([r["elapsed_ms"] for r in runs]))
+        }
+        print(
+            "  ours, per run (mean of its stored timings): "
+            + ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in per_run.items())
+            + f"; trades stored per run {np.mean(list(closed.values())):.0f}",
+            flush=True,
+        )
         return wall, counts, matrix_id
     finally:
         stop_processes(processes)

@@ -44,6 +44,7 @@ classification: `{"verdict", "reasons", "thresholds"}` (see `classify` and confi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -91,7 +92,8 @@ def summarize(
         raise ValueError(f"equity is not a finite number at the close of bar {int(np.argmin(np.isfinite(equity)))}")
 
     day_of_bar = trade_dates(close_ts)
-    days = int(len(np.unique(day_of_bar)))
+    # The closes increase, so their trade dates never decrease: a new date is a change.
+    days = int(np.count_nonzero(np.diff(day_of_bar))) + 1 if len(day_of_bar) else 0
     unknown: dict[str, str] = {}
     metrics = _trade_metrics(result, unknown)
     metrics.update(_equity_metrics(equity, position, day_of_bar, initial_capital, unknown))
@@ -113,17 +115,20 @@ def _ratio(value: Decimal | float) -> str:
 
 
 def _trade_metrics(result: EngineResult, unknown: dict[str, str]) -> dict[str, Any]:
-    pnls = [t.pnl for t in result.trades]
-    fees = sum((t.fees for t in result.trades), Decimal(0))
+    # Exact decimal sums, over lists (sum over a list runs in C; a generator costs a frame a trade).
+    trades = result.trades
+    pnls = [t.pnl for t in trades]
+    wins = [p for p in pnls if p > 0]
+    fees = sum([t.fees for t in trades], Decimal(0))
     net = sum(pnls, Decimal(0))
-    won = sum((p for p in pnls if p > 0), Decimal(0))
-    lost = -sum((p for p in pnls if p < 0), Decimal(0))
+    won = sum(wins, Decimal(0))
+    lost = -sum([p for p in pnls if p < 0], Decimal(0))
     n = len(pnls)
     out: dict[str, Any] = {
         "net_pnl": _money(net),
         "gross_pnl": _money(net + fees),
         "fees": _money(fees),
-        "slippage": _money(sum((t.slippage for t in result.trades), Decimal(0))),
+        "slippage": _money(sum([t.slippage for t in trades], Decimal(0))),
         "trades": n,
         "win_rate": None,
         "profit_factor": None,
@@ -133,7 +138,7 @@ def _trade_metrics(result: EngineResult, unknown: dict[str, str]) -> dict[str, A
         for name in ("win_rate", "profit_factor", "expectancy"):
             unknown[name] = "no trades in the window"
         return out
-    out["win_rate"] = _ratio(Decimal(sum(p > 0 for p in pnls)) / n)
+    out["win_rate"] = _ratio(Decimal(len(wins)) / n)
     out["expectancy"] = _money(net / n)
     if lost == 0:
         unknown["profit_factor"] = "no losing trade, so there is no loss to divide by"
@@ -203,26 +208,47 @@ def trade_dates(close_ts: np.ndarray) -> np.ndarray:
     """The CME trade date (as a date ordinal) of each epoch-second close, as
     apps.market.instruments.trade_date answers it. The trade date changes at 17:00 CT and Chicago's
     offset at 02:00 local, both whole UTC hours, so it is constant within a UTC hour: it is
-    computed once per distinct hour (about 17,000 for a million one-minute bars)."""
+    computed once per distinct hour (about 17,000 for a million one-minute bars), and remembered
+    (_hour_trade_date: the runs of a matrix close their bars in the same hours)."""
     close_ts = np.asarray(close_ts, dtype=np.int64)
     if len(close_ts) == 0:
         return np.zeros(0, dtype=np.int64)
-    hours, inverse = np.unique(close_ts // 3600, return_inverse=True)
-    ordinals = np.fromiter(
-        (trade_date(datetime.fromtimestamp(int(h) * 3600, UTC)).toordinal() for h in hours),
-        dtype=np.int64,
-        count=len(hours),
-    )
+    hour = close_ts // 3600
+    if np.all(hour[1:] >= hour[:-1]):  # closes in order (as summarize has checked): runs of one hour
+        firsts = np.flatnonzero(np.concatenate(([True], hour[1:] != hour[:-1])))
+        hours = hour[firsts]
+        inverse = np.repeat(np.arange(len(firsts)), np.diff(np.append(firsts, len(hour))))
+    else:
+        hours, inverse = np.unique(hour, return_inverse=True)
+    ordinals = np.fromiter(map(_hour_trade_date, hours.tolist()), dtype=np.int64, count=len(hours))
     return ordinals[inverse.reshape(-1)]
 
 
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(int(epoch), UTC).isoformat().replace("+00:00", "Z")
+@functools.lru_cache(maxsize=1 << 17)  # about 15 years of hours; a few MB
+def _hour_trade_date(hour: int) -> int:
+    """The trade date's ordinal of the UTC hour `hour` (hours since the epoch)."""
+    return trade_date(datetime.fromtimestamp(hour * 3600, UTC)).toordinal()
+
+
+def _iso(epochs: np.ndarray) -> list[str]:
+    """ISO 8601 UTC with a Z of each epoch second (datetime.isoformat's text, built by numpy)."""
+    text = np.datetime_as_string(np.asarray(epochs, dtype=np.int64).astype("datetime64[s]"), unit="s")
+    return [f"{t}Z" for t in text.tolist()]
+
+
+def _first_of_each(values: np.ndarray, los: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """For each bucket i starting at los[i] (buckets in order, covering values[los[0]:]), the first
+    index in it whose value equals target[i] (every bucket holds its target)."""
+    sizes = np.diff(np.append(los, len(values)))
+    hits = np.flatnonzero(values[los[0] :] == np.repeat(target, sizes)) + los[0]
+    return hits[np.searchsorted(hits, los)]
 
 
 def downsample_indices(values: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
     """Indices (ascending) of at most `max_points` of `values` that keep the first, the last, and the
-    lowest and highest of each of (max_points − 2) // 2 equal buckets of the points between."""
+    lowest and highest of each of (max_points − 2) // 2 equal buckets of the points between (the
+    first lowest and the first highest of a bucket, as argmin and argmax pick them; vectorised
+    over the buckets: reduceat finds each bucket's extremes, then the first index holding them)."""
     n = len(values)
     if max_points < 4:
         raise ValueError("max_points must be at least 4")
@@ -230,13 +256,12 @@ def downsample_indices(values: np.ndarray, max_points: int = MAX_CURVE_POINTS) -
         return np.arange(n)
     buckets = (max_points - 2) // 2
     edges = np.linspace(1, n - 1, buckets + 1).astype(np.int64)  # interior points 1 .. n-2
-    keep = [0]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        chunk = values[lo:hi]
-        a, b = lo + int(np.argmin(chunk)), lo + int(np.argmax(chunk))
-        keep.extend((a, b) if a < b else (b, a) if b < a else (a,))
-    keep.append(n - 1)
-    return np.asarray(keep, dtype=np.int64)
+    los = edges[:-1]
+    interior = values[: n - 1]  # the buckets end at n - 1 (the last point is kept apart)
+    lows = _first_of_each(interior, los, np.minimum.reduceat(interior[los[0] :], los - los[0]))
+    highs = _first_of_each(interior, los, np.maximum.reduceat(interior[los[0] :], los - los[0]))
+    keep = np.unique(np.concatenate(([0], lows, highs, [n - 1])))
+    return keep.astype(np.int64)
 
 
 def equity_curve(
@@ -250,7 +275,8 @@ def equity_curve(
     """The capital at `start`, then the equity at each bar's close, downsampled (extremes kept)."""
     ts = np.concatenate(([int(start.timestamp())], np.asarray(close_ts, dtype=np.int64)))
     values = np.concatenate(([float(initial_capital)], np.asarray(equity, dtype=np.float64)))
-    return [{"ts": _iso(ts[i]), "equity": f"{values[i]:.2f}"} for i in downsample_indices(values, max_points)]
+    keep = downsample_indices(values, max_points)
+    return [{"ts": t, "equity": f"{v:.2f}"} for t, v in zip(_iso(ts[keep]), values[keep].tolist(), strict=True)]
 
 
 def thresholds_resolve(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

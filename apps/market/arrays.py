@@ -19,17 +19,23 @@ in the window have no stored bar and are not inside a coverage stretch (a covere
 had no trades: it is not missing). It returns the missing runs; it never raises.
 
 `cached_bar_arrays(...)` is `bar_arrays` through a per-process LRU cache bounded by bytes, so the
-runs of a matrix in one worker read the bars once. An entry remembers the newest bar id stored for
-its instrument and timeframe when it was read; a lookup asks for that id again (an index lookup on
-market_bar_inserted). Unchanged: a hit. Changed: the entry stays good only if none of the bars
-stored since fall in its window (again an index range over the new ids only). The store is
-write-once (apps/market/services.py): a deleted bar is not noticed, and a bar committed by a
-transaction that took its id before the read but committed after it is not either (store
+runs of a matrix in one worker read the bars once. A window inside a cached one is a slice of it
+(views); a caller that knows later windows will reach further back (a matrix's runs: their warm-ups
+differ with their parameters) passes `read_from`, and a miss reads from there.
+`cached_bar_window(...)` answers the window's bars and its gaps together: the gaps of an entry's
+whole window are checked once, and a window inside it that none of them reaches into has none (bars
+are only added and coverage only grows: a complete window stays complete). An entry remembers the
+newest bar id stored for its instrument and timeframe when it was read; a lookup asks for that id
+again (an index lookup on market_bar_inserted). Unchanged: a hit. Changed: the entry stays good only
+if none of the bars stored since fall in its window (again an index range over the new ids only).
+The store is write-once (apps/market/services.py): a deleted bar is not noticed, and a bar committed
+by a transaction that took its id before the read but committed after it is not either (store
 transactions are short; `bar_cache_clear()` empties the cache).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -274,16 +280,29 @@ _NEW_IN_WINDOW_SQL = (
 )
 
 
+@dataclass(slots=True)
+class _Entry:
+    """A cached read: the bars of [arrays.start, arrays.end), the newest bar id of their instrument
+    and timeframe when they were last known current, and the gaps of that whole window once
+    checked (None before)."""
+
+    arrays: BarArrays
+    seen: int | None
+    gaps: list[BarGap] | None = None
+
+
 class BarCache:
-    """LRU of BarArrays by (instrument, timeframe, start, end), bounded by the arrays' bytes."""
+    """LRU of BarArrays by (instrument, timeframe, start, end), bounded by the arrays' bytes. A window
+    inside a cached one is answered as a slice of it (views, no copy)."""
 
     def __init__(self, max_bytes: int = CACHE_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str, datetime, datetime], tuple[BarArrays, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, datetime, datetime], _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.gap_checks = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -297,40 +316,133 @@ class BarCache:
             self._entries.clear()
             self._bytes = 0
 
-    def get(self, *, instrument: str | InstrumentSpec, timeframe: str, start: datetime, end: datetime) -> BarArrays:
-        spec, _ = _window(instrument, timeframe, start, end)
-        key = (spec.root, timeframe, start, end)
-        newest = _newest_id(spec.root, timeframe)
+    def get(
+        self,
+        *,
+        instrument: str | InstrumentSpec,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        read_from: datetime | None = None,
+    ) -> BarArrays:
+        """The stored bars of [start, end). On a miss the read starts at `read_from` when it is
+        earlier (see cached_bar_arrays)."""
+        return self._window(instrument, timeframe, start, end, read_from)[0]
+
+    def window(
+        self,
+        *,
+        instrument: str | InstrumentSpec,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        read_from: datetime | None = None,
+    ) -> tuple[BarArrays, list[BarGap]]:
+        """(the bars of [start, end), its gaps as bar_gaps answers them). The gaps of a cache entry's
+        whole window are checked once and kept with it: a window inside it that none of them
+        reaches into has none, without a check of its own. Sound while the entry is current: bars
+        are only added (an entry whose window gets new bars is read again, with no gaps known) and
+        coverage only grows, so the kept gaps can only be more than the store's now, never fewer."""
+        arrays, entry = self._window(instrument, timeframe, start, end, read_from)
+        if entry.gaps is None:  # the whole entry's, once (the same cost as one window's)
+            whole = entry.arrays
+            found = bar_gaps(instrument=instrument, timeframe=timeframe, start=whole.start, end=whole.end, arrays=whole)
+            with self._lock:
+                self.gap_checks += 1
+                entry.gaps = found
+        # A window's missing slots are the entry's inside it: none of the entry's gaps reaching into
+        # the window, no gap (a gap run may span a closed stretch: one that only reaches in is
+        # checked on its own).
+        if not any(g.start < end and start < g.end for g in entry.gaps):
+            return arrays, []
+        if arrays is entry.arrays:
+            return arrays, list(entry.gaps)
+        gaps = bar_gaps(instrument=instrument, timeframe=timeframe, start=start, end=end, arrays=arrays)
         with self._lock:
-            entry = self._entries.get(key)
-        if entry is not None:
-            arrays, seen = entry
+            self.gap_checks += 1
+        return arrays, gaps
+
+    def _window(
+        self,
+        instrument: str | InstrumentSpec,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        read_from: datetime | None,
+    ) -> tuple[BarArrays, _Entry]:
+        spec, _ = _window(instrument, timeframe, start, end)
+        newest = _newest_id(spec.root, timeframe)
+        with self._lock:  # this very window first, then the windows holding it, newest first
+            found = [
+                (key, entry)
+                for key, entry in reversed(self._entries.items())
+                if key[0] == spec.root and key[1] == timeframe and key[2] <= start and end <= key[3]
+            ]
+            found.sort(key=lambda item: item[0][2:] != (start, end))
+        for key, entry in found:
+            seen = entry.seen
             if newest == seen or (
                 seen is not None and newest is not None and newest > seen and not _stored_since(key, seen)
             ):
                 with self._lock:
-                    if key in self._entries:
-                        self._entries[key] = (arrays, newest)
+                    if self._entries.get(key) is entry:
+                        entry.seen = newest
                         self._entries.move_to_end(key)
                     self.hits += 1
-                return arrays
-        arrays = bar_arrays(instrument=spec.root, timeframe=timeframe, start=start, end=end)
+                return _slice(entry.arrays, start, end), entry
+            with self._lock:  # bars landed in its window since it was read: it is read again
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+                    self._bytes -= entry.arrays.nbytes
+        read_start = start if read_from is None or read_from >= start else read_from
+        try:
+            arrays = bar_arrays(instrument=spec.root, timeframe=timeframe, start=read_start, end=end)
+        except BarPriceOffTick:
+            if read_start == start:
+                raise
+            # A bad bar before the window asked for is not this window's: read it alone.
+            read_start = start
+            arrays = bar_arrays(instrument=spec.root, timeframe=timeframe, start=start, end=end)
+        entry = _Entry(arrays, newest)
         with self._lock:
             self.misses += 1
-            self._put(key, arrays, newest)
-        return arrays
+            self._put((spec.root, timeframe, read_start, end), entry)
+        return _slice(arrays, start, end), entry
 
-    def _put(self, key: tuple[str, str, datetime, datetime], arrays: BarArrays, newest: int | None) -> None:
+    def _put(self, key: tuple[str, str, datetime, datetime], entry: _Entry) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= old[0].nbytes
-        if arrays.nbytes > self.max_bytes:
+            self._bytes -= old.arrays.nbytes
+        if entry.arrays.nbytes > self.max_bytes:
             return
-        self._entries[key] = (arrays, newest)
-        self._bytes += arrays.nbytes
+        self._entries[key] = entry
+        self._bytes += entry.arrays.nbytes
         while self._bytes > self.max_bytes:
-            _, (evicted, _) = self._entries.popitem(last=False)
-            self._bytes -= evicted.nbytes
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.arrays.nbytes
+
+
+def _slice(arrays: BarArrays, start: datetime, end: datetime) -> BarArrays:
+    """The bars of [start, end) of arrays, whose window holds it: the arrays themselves when the
+    windows are equal, else read-only views."""
+    if start == arrays.start and end == arrays.end:
+        return arrays
+    # Open times are whole seconds: t >= start and t < end as t >= ⌈start⌉ and t < ⌈end⌉.
+    i, j = np.searchsorted(arrays.ts, [math.ceil(start.timestamp()), math.ceil(end.timestamp())])
+    part = slice(int(i), int(j))
+    return BarArrays(
+        instrument=arrays.instrument,
+        timeframe=arrays.timeframe,
+        start=start,
+        end=end,
+        tick_size=arrays.tick_size,
+        ts=arrays.ts[part],
+        open=arrays.open[part],
+        high=arrays.high[part],
+        low=arrays.low[part],
+        close=arrays.close[part],
+        volume=arrays.volume[part],
+    )
 
 
 def _newest_id(instrument: str, timeframe: str) -> int | None:
@@ -349,9 +461,31 @@ def _stored_since(key: tuple[str, str, datetime, datetime], seen: int) -> bool:
 _CACHE = BarCache()
 
 
-def cached_bar_arrays(*, instrument: str | InstrumentSpec, timeframe: str, start: datetime, end: datetime) -> BarArrays:
-    """bar_arrays through this process's cache (see the module docstring)."""
-    return _CACHE.get(instrument=instrument, timeframe=timeframe, start=start, end=end)
+def cached_bar_arrays(
+    *,
+    instrument: str | InstrumentSpec,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    read_from: datetime | None = None,
+) -> BarArrays:
+    """bar_arrays through this process's cache (see the module docstring). `read_from`, earlier
+    than start: on a miss the cache reads [read_from, end), so that later windows with the same end
+    and a start back to read_from (a matrix's runs, whose warm-ups differ) are slices of that read."""
+    return _CACHE.get(instrument=instrument, timeframe=timeframe, start=start, end=end, read_from=read_from)
+
+
+def cached_bar_window(
+    *,
+    instrument: str | InstrumentSpec,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    read_from: datetime | None = None,
+) -> tuple[BarArrays, list[BarGap]]:
+    """(cached_bar_arrays, bar_gaps) of [start, end), a window without gaps checked once per cache
+    entry (BarCache.window)."""
+    return _CACHE.window(instrument=instrument, timeframe=timeframe, start=start, end=end, read_from=read_from)
 
 
 def bar_cache() -> BarCache:

@@ -330,3 +330,91 @@ def test_every_run_is_published_to_the_backtests_queue(broker: Any, token_client
     published = [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
     assert sorted(published) == sorted(r.job_id for r in _runs(matrix_id))
     assert broker.llen("celery") == 0
+
+
+def test_a_worker_reads_a_matrixs_bars_once_whatever_each_runs_warm_up_and_stores_what_a_lone_run_would(
+    operator_client: Any,
+) -> None:
+    from apps.backtests.models import BacktestTrade
+    from apps.market.arrays import bar_cache, bar_cache_clear
+    from tests.backtests.factories import store_walk
+
+    # Stored history from a day before the window (no provider: a gap in a run's window would fail it).
+    store_walk(seed=10, start=START - timedelta(days=1), end=START + timedelta(hours=6))
+    bar_cache_clear()
+    matrix_id = _create(operator_client, grid={"fast_period": [5], "slow_period": [20, 30]}, windows=[W1])["id"]
+    first, second = _runs(matrix_id)  # slow 20, then slow 30: a warm-up ten bars longer
+    run_job(first.pk)  # reads further back than its warm-up needs (past the stored history, here)
+    cache = bar_cache()
+    misses, gap_checks = cache.misses, cache.gap_checks
+    run_job(second.pk)
+    assert (cache.misses, cache.gap_checks) == (misses, gap_checks)  # a slice of the first run's read
+    second.refresh_from_db()
+    assert second.status == "SUCCEEDED" and second.matrix.status == "SUCCEEDED"
+
+    # The same backtest alone, its bars read afresh: the same result, to the trade.
+    bar_cache_clear()
+    body = strategy_body(parameters=second.parameters, start=W1["start"], end=W1["end"])
+    response = operator_client.post("/api/backtests", body, format="json")
+    assert response.status_code == 202, response.json()
+    run_job(response.json()["id"])
+    alone = Backtest.objects.get(pk=response.json()["id"])
+    assert alone.status == "SUCCEEDED" and alone.bars == second.bars
+    for name in ("metrics", "classification", "equity_curve", "decisions"):
+        assert getattr(alone, name) == getattr(second, name), name
+    columns = ("seq", "side", "quantity", "entry_ts", "entry_price", "exit_ts", "exit_price", "exit_reason", "pnl")
+    trades = [
+        list(BacktestTrade.objects.filter(backtest=b).order_by("seq").values_list(*columns)) for b in (alone, second)
+    ]
+    assert trades[0] == trades[1] and len(trades[0]) > 0
+
+
+def test_trade_figures_round_to_the_columns_scale_as_they_are_stored() -> None:
+    from apps.backtests import services
+    from apps.backtests.models import BacktestTrade
+    from apps.trading.engine import EngineTrade
+    from tests.backtests.factories import BacktestFactory
+
+    backtest = BacktestFactory()
+    at = START + timedelta(minutes=1)
+    money = [Decimal("1.0000000005"), Decimal("-1.0000000005"), Decimal("12345.123456789")]
+    prices = (Decimal("6000.25"), Decimal("6001.5"))
+    services._trades_copy(
+        backtest.pk,
+        [EngineTrade("LONG", 1, at, prices[0], at, prices[1], "SIGNAL", p, Decimal("0.85"), Decimal(0)) for p in money],
+    )
+    stored = list(BacktestTrade.objects.filter(backtest=backtest).order_by("seq").values_list("seq", "pnl", "entry_ts"))
+    assert stored == [
+        (1, Decimal("1.000000001"), at),
+        (2, Decimal("-1.000000001"), at),
+        (3, Decimal("12345.123456789"), at),
+    ]
+
+
+def test_a_trade_must_belong_to_a_backtest_and_a_backtest_goes_with_its_trades() -> None:
+    from django.db import IntegrityError, connection, transaction
+
+    from apps.backtests import services
+    from apps.backtests.models import BacktestTrade
+    from apps.trading.engine import EngineTrade
+    from tests.backtests.factories import BacktestFactory, trade
+
+    at = START + timedelta(minutes=1)
+    zero = Decimal(0)
+    orphan = EngineTrade("LONG", 1, at, Decimal("6000"), at, Decimal("6001"), "SIGNAL", Decimal(5), zero, zero)
+    missing = (Backtest.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1000
+    with pytest.raises(IntegrityError, match="does not exist"), transaction.atomic():
+        services._trades_copy(missing, [orphan])
+    backtest = BacktestFactory()
+    with pytest.raises(IntegrityError, match="does not exist"), transaction.atomic():
+        services._trades_copy(backtest.pk, [orphan, orphan])
+        BacktestTrade.objects.filter(backtest=backtest, seq=2).update(backtest_id=missing)  # moved away
+    trade(backtest, 1)
+    with (
+        pytest.raises(IntegrityError, match="cannot be deleted"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM backtests_backtest WHERE id = %s", [backtest.pk])
+    backtest.delete()  # Django's cascade: its trades first
+    assert not BacktestTrade.objects.exists()

@@ -277,6 +277,25 @@ def test_downsampling_keeps_at_most_2000_points_with_every_extreme(n: int) -> No
         assert lo + int(np.argmin(values[lo:hi])) in kept_set
 
 
+@pytest.mark.parametrize("n", [2001, 4_099, 100_000])
+def test_each_bucket_keeps_its_first_lowest_and_first_highest_point_even_on_flat_stretches(n: int) -> None:
+    # Equity that sits still between trades: long runs of equal values, so a bucket's extreme is
+    # often held by many points; the curve keeps the first of them (argmin/argmax order).
+    rng = np.random.default_rng(n)
+    values = 10000 + np.cumsum(np.where(rng.random(n) < 0.05, rng.integers(-5, 6, n), 0)).astype(np.float64)
+    edges = np.linspace(1, n - 1, (2000 - 2) // 2 + 1).astype(np.int64)
+    expected = {0, n - 1}
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        expected |= {lo + int(np.argmin(values[lo:hi])), lo + int(np.argmax(values[lo:hi]))}
+    assert m.downsample_indices(values).tolist() == sorted(expected)
+
+
+def test_trade_dates_of_closes_out_of_order_are_each_closes_own() -> None:
+    closes = np.array([_epoch(2024, 7, 1, 22, 0), _epoch(2024, 7, 1, 21, 59), _epoch(2024, 7, 1, 22, 30)])
+    expected = [trade_date(datetime.fromtimestamp(int(t), UTC)).toordinal() for t in closes]
+    assert m.trade_dates(closes).tolist() == expected
+
+
 def test_the_equity_curve_is_iso_utc_with_cent_strings_and_at_most_2000_points() -> None:
     n = 50_000
     start = datetime(2024, 1, 2, tzinfo=UTC)

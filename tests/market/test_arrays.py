@@ -203,10 +203,10 @@ def test_the_cache_reads_a_window_once_and_again_after_new_bars_land_in_it(
 
 
 def test_the_cache_forgets_the_least_recently_used_window_past_its_byte_bound() -> None:
-    _store("MES", [_bar(_minute(n), "6000", "6000", "6000", "6000") for n in range(10)])
+    _store("MES", [_bar(_minute(n), "6000", "6000", "6000", "6000") for n in range(12)])
     one_window = 10 * 6 * 8  # ten bars, six int64 arrays
     cache = BarCache(max_bytes=2 * one_window)
-    windows = [(T0, _minute(10)), (T0, _minute(11)), (T0, _minute(12))]
+    windows = [(T0, _minute(10)), (_minute(1), _minute(11)), (_minute(2), _minute(12))]  # none inside another
     a = cache.get(instrument="MES", timeframe="1m", start=windows[0][0], end=windows[0][1])
     cache.get(instrument="MES", timeframe="1m", start=windows[1][0], end=windows[1][1])
     assert cache.get(instrument="MES", timeframe="1m", start=windows[0][0], end=windows[0][1]) is a  # now newest
@@ -216,3 +216,58 @@ def test_the_cache_forgets_the_least_recently_used_window_past_its_byte_bound() 
     misses = cache.misses
     cache.get(instrument="MES", timeframe="1m", start=windows[1][0], end=windows[1][1])
     assert cache.misses == misses + 1
+
+
+def _minutes(numbers: range | list[int], price: str = "6000") -> list[MarketBar]:
+    return [_bar(_minute(n), price, price, price, price) for n in numbers]
+
+
+def test_a_window_inside_a_cached_read_is_a_slice_of_it_until_bars_land_anywhere_in_that_read() -> None:
+    _store("MES", _minutes([n for n in range(30) if n != 2]))
+    cache = BarCache()
+    # A matrix's first run reads from further back than its own warm-up needs ...
+    first = cache.get(instrument="MES", timeframe="1m", start=_minute(10), end=_minute(30), read_from=T0)
+    assert (len(first), cache.misses) == (20, 1) and first.start == _minute(10)
+    # ... so a run whose warm-up reaches further back finds its bars in that read: no second read.
+    wider = cache.get(instrument="MES", timeframe="1m", start=_minute(5), end=_minute(30))
+    assert (cache.misses, cache.hits) == (1, 1)
+    exact = bar_arrays(instrument="MES", timeframe="1m", start=_minute(5), end=_minute(30))
+    for name in ("ts", "open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(wider, name), getattr(exact, name))
+    assert not wider.ts.flags.writeable and wider.start == _minute(5) and wider.end == _minute(30)
+    # A window reaching before the read, or past it, is read on its own.
+    cache.get(instrument="MES", timeframe="1m", start=_minute(-5), end=_minute(30))
+    assert cache.misses == 2
+    # A bar stored inside the read, even before the asked window: the read is not trusted any more.
+    _store("MES", _minutes([2], "6001"))
+    again = cache.get(instrument="MES", timeframe="1m", start=T0, end=_minute(30))
+    assert cache.misses == 3 and len(again) == 30 and again.close[2] == 6001 * 4
+
+
+def test_a_reads_gaps_are_checked_once_and_a_window_they_do_not_reach_has_none() -> None:
+    _store("MES", _minutes([n for n in range(30) if n not in (12, 13)]))
+    cache = BarCache()
+    bars, gaps = cache.window(instrument="MES", timeframe="1m", start=_minute(15), end=_minute(30), read_from=T0)
+    assert gaps == [] and len(bars) == 15 and cache.gap_checks == 1  # the whole read's, once
+    # A window the gap reaches into is checked on its own, and names it.
+    _, gaps = cache.window(instrument="MES", timeframe="1m", start=_minute(10), end=_minute(30))
+    assert gaps == [BarGap(_minute(12), _minute(14), 2)] and cache.gap_checks == 2
+    _, gaps = cache.window(instrument="MES", timeframe="1m", start=_minute(14), end=_minute(30))
+    assert gaps == [] and cache.gap_checks == 2 and cache.misses == 1
+    # The missing bars are stored (a provider's fetch): read again, and no gap any more.
+    _store("MES", _minutes([12, 13]))
+    bars, gaps = cache.window(instrument="MES", timeframe="1m", start=_minute(10), end=_minute(30))
+    assert gaps == [] and len(bars) == 20 and cache.misses == 2
+
+
+def test_a_price_off_the_tick_grid_before_the_asked_window_does_not_fail_a_read_reaching_back() -> None:
+    _store("MES", _minutes(range(1, 10)))
+    Bar.objects.create(
+        instrument="MES", timeframe="1m", ts=T0, open=Decimal("6000.1"), high=Decimal("6000.1"),
+        low=Decimal("6000.1"), close=Decimal("6000.1"), volume=1, source="csv", fetched_at=T0,
+    )  # fmt: skip
+    cache = BarCache()
+    bars = cache.get(instrument="MES", timeframe="1m", start=_minute(5), end=_minute(10), read_from=T0)
+    assert len(bars) == 5
+    with pytest.raises(BarPriceOffTick):  # asked for, it fails closed as ever
+        cache.get(instrument="MES", timeframe="1m", start=T0, end=_minute(10))
