@@ -175,14 +175,13 @@ def tradable(instrument: str, ts: np.ndarray, tf: int) -> np.ndarray:
     if not len(ts):
         return np.zeros(0, dtype=bool)
     intervals = hours.open_intervals(instrument, int(ts[0]) - tf, int(ts[-1]) + 3 * tf)
-    opens = np.array([o for o, _ in intervals] or [0], dtype=np.int64)
-    closes = np.array([c for _, c in intervals] or [0], dtype=np.int64)
+    opens = np.array([o for o, _ in intervals], dtype=np.int64)
+    # closes[k]: the close of the interval opened last at or before t, when searchsorted answers k
+    # (0: none opened yet, a close no time is before).
+    closes = np.array([np.iinfo(np.int64).min] + [c for _, c in intervals], dtype=np.int64)
 
     def is_open(t: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(opens, t, side="right") - 1
-        ok = at >= 0
-        ok[ok] = t[ok] < closes[at[ok]]
-        return ok
+        return t < closes[np.searchsorted(opens, t, side="right")]
 
     close = ts + tf
     return is_open(close - 1) & is_open(close)

@@ -243,6 +243,22 @@ def _settle_and_protect(S, orders, j, tick_bar_close, ts, op, hi, lo, slip, fill
 
 
 @njit(cache=True, nogil=True)
+def _quiet(S, orders, t, h, low):
+    """True when bar (t, h, low) can change nothing: no working order reaches it and the protection
+    is up to date (settle and protect would do nothing). Most bars; checked without the calls."""
+    if S[PROTECTED] != 1:
+        return False
+    for k in range(S[N_ORDERS]):
+        if orders[k, O_FROM] <= t:
+            if orders[k, O_TYPE] != STOP:
+                return False
+            stop = orders[k, O_STOP]
+            if (h >= stop) if orders[k, O_SIDE] > 0 else (low <= stop):
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def run_chunk(
     i0,
     i1,
@@ -276,6 +292,10 @@ def run_chunk(
         if not ok[i]:  # market_hours stops the tick: only the fills of that bar are settled
             S[CLOSED] += 1
             if S[SETTLED] < i and S[N_ORDERS] > 0:
+                if _quiet(S, orders, ts[i], hi[i], lo[i]):
+                    S[SETTLED] = i
+                    i += 1
+                    continue
                 status = _settle_and_protect(S, orders, i, bar_close, ts, op, hi, lo, slip, fills, trades, unit)
                 if status != DONE:
                     return status, i
@@ -283,11 +303,12 @@ def run_chunk(
             i += 1
             continue
         if S[SETTLED] < i:
-            status = _settle_and_protect(S, orders, i, bar_close, ts, op, hi, lo, slip, fills, trades, unit)
-            if status != DONE:
-                return status, i
+            if not _quiet(S, orders, ts[i], hi[i], lo[i]):
+                status = _settle_and_protect(S, orders, i, bar_close, ts, op, hi, lo, slip, fills, trades, unit)
+                if status != DONE:
+                    return status, i
             S[SETTLED] = i
-        elif _protect(S, orders, bar_close) < 0:
+        elif S[PROTECTED] != 1 and _protect(S, orders, bar_close) < 0:
             return OUT_OF_DOMAIN, i
         position = S[POS]
         side = (position > 0) - (position < 0)
