@@ -22,10 +22,21 @@ The tick it mirrors (apps/runners/services/tick.py, replayed: the tick's clock i
 and when the order is accepted settle it at once on the next bar (a replay or a late tick finds that
 bar closed already), so the stop of an entry is placed in the tick that decided it.
 
-Speed: the decisions of the whole window come from numpy arrays; the Python loop runs only at the
-bars where something can happen: a decision that is not a HOLD for the position held, a bar where a
-working stop is reached, the bar after an accepted order. The bars in between are counted by reason
-code with numpy. Prices are integer ticks in the arrays and Decimals at fills, exactly as SIM.
+Speed: the decisions of the whole window come from numpy arrays; the loop then runs one of two ways.
+- The compiled kernel (apps/trading/engine_kernel.py, numba, over int64 arrays: prices in ticks, times
+  in epoch seconds) for every run without risk limits and without a decision log: a backtest from a
+  strategy, every matrix run. It visits every bar, in chunks between which progress and cancel are
+  called, and keeps its fills and trades as integer columns; `EngineResult.fills` and `.trades` are
+  built from them on first access, with the Python loop's own Decimal expressions. What a strategy
+  of one contract never does (adding to a position, closing part of it) sends the run to the Python
+  loop, as does a bar whose open is outside its range (sim_fill's error, raised there).
+- The Python loop below, for runs with risk limits (risk.check needs the Decimal context of a SIM
+  order) or with `record_decisions`. It runs only at the bars where something can happen: a decision
+  that is not a HOLD for the position held, a bar where a working stop is reached, the bar after an
+  accepted order; the bars in between are counted by reason code with numpy. Prices are integer
+  ticks in the arrays and Decimals at fills, exactly as SIM. It is the reference: the parity test
+  holds it to a SIM runner, and tests/trading/test_engine_kernel.py holds the kernel to it (fills,
+  trades, decision counts, notes, equity and position, on thousands of generated series).
 
 The equity curve marks the position at every window bar's close: initial capital + realized PnL −
 fees + open PnL (float64 USD; the trades carry the exact Decimals). An open position at the end is a
@@ -791,9 +802,7 @@ def _run_kernel(
 
     n = len(bars.ts)
     tf = config.timeframe_seconds
-    ts, op, hi, lo, cl = (
-        np.ascontiguousarray(a, dtype=np.int64) for a in (bars.ts, bars.open, bars.high, bars.low, bars.close)
-    )
+    ts, op, hi, lo, cl = (_readonly(a) for a in (bars.ts, bars.open, bars.high, bars.low, bars.close))
     act = np.stack([acts[-1], acts[0], acts[1]]).astype(np.int8)
     why = np.stack([reasons[-1], reasons[0], reasons[1]]).astype(np.int16)
     stop = np.ascontiguousarray(sig.stop, dtype=np.int64)
@@ -856,6 +865,14 @@ def _run_kernel(
         notes=[],
         columns=columns,
     )
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only int64 view (a copy only when the type or layout differs): the bars reach the kernel
+    as one array type, writable or not (BarArrays' are read-only), so it is compiled once."""
+    out = np.ascontiguousarray(a, dtype=np.int64).view()
+    out.flags.writeable = False
+    return out
 
 
 class Columns:

@@ -17,8 +17,17 @@ fill on a bar whose open is outside its high and low (the Python loop raises sim
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+import os
+
+from config.embedded import var_dir
+
+# The compiled kernel is cached (a first compile takes seconds, a cache load a fraction of one) in
+# var/numba, which the project's processes can write (the source tree may be read-only); read by
+# numba at its import, so only where this module is the first to import it.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(var_dir() / "numba"))
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
 
 # Status of a chunk.
 DONE, FULL, OUT_OF_DOMAIN, BAD_BAR = 0, 1, 2, 3
