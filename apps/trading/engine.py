@@ -553,6 +553,8 @@ def run(
     sides = (-1, 0, 1)
     acts = {s: vectorized.actions(sig, s) for s in sides}
     reasons = {s: hold_reasons(sig, s) for s in sides}
+    if cancelled is not None and cancelled():  # the arrays took a while on a long window: look once now
+        raise Cancelled("cancelled before the first bar")
     if use_kernel and kernel_covers(config, record_decisions=record_decisions):
         result = _run_kernel(bars, config, sig, ok, acts, reasons, first, progress, cancelled)
         if result is not None:
