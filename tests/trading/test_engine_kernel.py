@@ -185,3 +185,32 @@ def test_risk_limits_and_the_decision_log_run_the_python_loop() -> None:
     logged = engine.run(bars, _config("breakout", params, FILL_MODELS[1]), start=start, record_decisions=True)
     assert limited.columns is None and logged.columns is None
     assert logged.decision_log is not None
+
+
+def test_a_run_the_kernel_does_not_cover_is_the_python_loops() -> None:
+    """Bars a minute apart read as two-minute bars: a market order works from the decided close, two
+    minutes on, so the next decision adds a second order and the position grows past one contract
+    (an average entry price): the kernel hands the run to the Python loop, which makes it whole."""
+    rng = np.random.default_rng(11)
+    ts = MONDAY + 60 * np.arange(3000, dtype=np.int64)
+    close = 20_000 + np.cumsum(rng.integers(-4, 5, len(ts)))
+    open_ = np.concatenate([[20_000], close[:-1]])
+    bars = SimpleNamespace(
+        ts=ts, open=open_, high=np.maximum(open_, close) + 1, low=np.minimum(open_, close) - 1, close=close
+    )
+    params = {"fast_period": 3, "slow_period": 8, "atr_period": 3, "stop_atr_multiple": 3.0}
+    config = engine.EngineConfig(
+        strategy_key="trend_following",
+        parameters=params,
+        instrument="MES",
+        tick_size=Decimal("0.25"),
+        point_value=Decimal(5),
+        timeframe_seconds=120,
+        fill_model=FILL_MODELS[1],
+    )
+    start = datetime.fromtimestamp(int(ts[50]), UTC)
+    handed, loop = _both(bars, config, start)
+    assert handed.columns is None  # the kernel gave the run back
+    assert np.abs(loop.position).max() > 1
+    assert handed.fills == loop.fills and handed.trades == loop.trades and handed.decisions == loop.decisions
+    assert np.array_equal(handed.equity, loop.equity)
