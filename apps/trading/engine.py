@@ -22,10 +22,21 @@ The tick it mirrors (apps/runners/services/tick.py, replayed: the tick's clock i
 and when the order is accepted settle it at once on the next bar (a replay or a late tick finds that
 bar closed already), so the stop of an entry is placed in the tick that decided it.
 
-Speed: the decisions of the whole window come from numpy arrays; the Python loop runs only at the
-bars where something can happen: a decision that is not a HOLD for the position held, a bar where a
-working stop is reached, the bar after an accepted order. The bars in between are counted by reason
-code with numpy. Prices are integer ticks in the arrays and Decimals at fills, exactly as SIM.
+Speed: the decisions of the whole window come from numpy arrays; the loop then runs one of two ways.
+- The compiled kernel (apps/trading/engine_kernel.py, numba, over int64 arrays: prices in ticks, times
+  in epoch seconds) for every run without risk limits and without a decision log: a backtest from a
+  strategy, every matrix run. It visits every bar, in chunks between which progress and cancel are
+  called, and keeps its fills and trades as integer columns; `EngineResult.fills` and `.trades` are
+  built from them on first access, with the Python loop's own Decimal expressions. What a strategy
+  of one contract never does (adding to a position, closing part of it) sends the run to the Python
+  loop, as does a bar whose open is outside its range (sim_fill's error, raised there).
+- The Python loop below, for runs with risk limits (risk.check needs the Decimal context of a SIM
+  order) or with `record_decisions`. It runs only at the bars where something can happen: a decision
+  that is not a HOLD for the position held, a bar where a working stop is reached, the bar after an
+  accepted order; the bars in between are counted by reason code with numpy. Prices are integer
+  ticks in the arrays and Decimals at fills, exactly as SIM. It is the reference: the parity test
+  holds it to a SIM runner, and tests/trading/test_engine_kernel.py holds the kernel to it (fills,
+  trades, decision counts, notes, equity and position, on thousands of generated series).
 
 The equity curve marks the position at every window bar's close: initial capital + realized PnL −
 fees + open PnL (float64 USD; the trades carry the exact Decimals). An open position at the end is a
@@ -36,7 +47,7 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -47,6 +58,7 @@ from apps.market import hours
 from apps.market.instruments import trade_date_start
 from apps.trading import risk, stops, strategies, vectorized
 from apps.trading.fills import BUY, SELL, FillModel, PositionState, apply_fill, sim_fill
+from apps.trading.indicators import CONTEXT
 from apps.trading.risk import DEFAULT_POLICY, RiskPolicy
 
 
@@ -101,17 +113,53 @@ class DecisionRecord:
     reason_code: str
 
 
-@dataclass
 class EngineResult:
-    fills: list[EngineFill]
-    trades: list[EngineTrade]
-    decisions: dict[str, dict[str, int]]  # {"TRADE": {code: n}, "NO_TRADE": {code: n}}
-    bars: int  # bars in the window (decided or closed)
-    close_ts: np.ndarray  # int64 epoch seconds: each window bar's close
-    equity: np.ndarray  # float64 USD at each window bar's close (capital + realized - fees + open PnL)
-    position: np.ndarray  # int64 signed contracts held at each window bar's close
-    decision_log: list[DecisionRecord] | None = None
-    notes: list[str] = field(default_factory=list)
+    """What a run made. `fills` and `trades` are lists of the dataclasses above; a run of the compiled
+    kernel holds them as integer columns (`columns`) and builds the lists on first access (the same
+    values, digit for digit: tests/trading/test_engine_kernel.py)."""
+
+    def __init__(
+        self,
+        fills: list[EngineFill] | None = None,
+        trades: list[EngineTrade] | None = None,
+        decisions: dict[str, dict[str, int]] | None = None,  # {"TRADE": {code: n}, "NO_TRADE": {code: n}}
+        bars: int = 0,  # bars in the window (decided or closed)
+        close_ts: np.ndarray | None = None,  # int64 epoch seconds: each window bar's close
+        equity: np.ndarray
+        | None = None,  # float64 USD at each window bar's close (capital + realized − fees + open PnL)
+        position: np.ndarray | None = None,  # int64 signed contracts held at each window bar's close
+        decision_log: list[DecisionRecord] | None = None,
+        notes: list[str] | None = None,
+        *,
+        columns: Columns | None = None,
+    ) -> None:
+        if columns is None and (fills is None or trades is None):
+            raise ValueError("an engine result has its fills and trades, as lists or as columns")
+        self._fills, self._trades, self.columns = fills, trades, columns
+        self.decisions = decisions if decisions is not None else {"TRADE": {}, "NO_TRADE": {}}
+        self.bars = bars
+        self.close_ts = close_ts if close_ts is not None else np.zeros(0, dtype=np.int64)
+        self.equity = equity if equity is not None else np.zeros(0, dtype=np.float64)
+        self.position = position if position is not None else np.zeros(0, dtype=np.int64)
+        self.decision_log = decision_log
+        self.notes = notes if notes is not None else []
+
+    @property
+    def fills(self) -> list[EngineFill]:
+        if self._fills is None:
+            assert self.columns is not None
+            self._fills = self.columns.fills()
+        return self._fills
+
+    @property
+    def trades(self) -> list[EngineTrade]:
+        if self._trades is None:
+            assert self.columns is not None
+            self._trades = self.columns.trades(self.fills)
+        return self._trades
+
+    def __repr__(self) -> str:
+        return f"<EngineResult {self.bars} bars, {len(self.trades)} trades>"
 
 
 class Cancelled(Exception):
@@ -138,14 +186,13 @@ def tradable(instrument: str, ts: np.ndarray, tf: int) -> np.ndarray:
     if not len(ts):
         return np.zeros(0, dtype=bool)
     intervals = hours.open_intervals(instrument, int(ts[0]) - tf, int(ts[-1]) + 3 * tf)
-    opens = np.array([o for o, _ in intervals] or [0], dtype=np.int64)
-    closes = np.array([c for _, c in intervals] or [0], dtype=np.int64)
+    opens = np.array([o for o, _ in intervals], dtype=np.int64)
+    # closes[k]: the close of the interval opened last at or before t, when searchsorted answers k
+    # (0: none opened yet, a close no time is before).
+    closes = np.array([np.iinfo(np.int64).min] + [c for _, c in intervals], dtype=np.int64)
 
     def is_open(t: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(opens, t, side="right") - 1
-        ok = at >= 0
-        ok[ok] = t[ok] < closes[at[ok]]
-        return ok
+        return t < closes[np.searchsorted(opens, t, side="right")]
 
     close = ts + tf
     return is_open(close - 1) & is_open(close)
@@ -491,11 +538,12 @@ def run(
     record_decisions: bool = False,
     progress: Callable[[float], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    use_kernel: bool = True,
 ) -> EngineResult:
     """Every tick of a SIM runner started at `start` over `bars`: a decision at the close of each
     window bar (those with open time ≥ start), its orders, fills, stops and PnL. `progress(f)` and
-    `cancelled()` are called about every half second; `cancelled()` True raises Cancelled."""
-    n = len(bars.ts)
+    `cancelled()` are called about every half second; `cancelled()` True raises Cancelled.
+    `use_kernel=False` runs the Python loop where the compiled kernel would (the reference)."""
     tf = config.timeframe_seconds
     first = int(np.searchsorted(bars.ts, int(start.timestamp())))
     sig = vectorized.evaluate(
@@ -505,6 +553,47 @@ def run(
     sides = (-1, 0, 1)
     acts = {s: vectorized.actions(sig, s) for s in sides}
     reasons = {s: hold_reasons(sig, s) for s in sides}
+    if cancelled is not None and cancelled():  # the arrays took a while on a long window: look once now
+        raise Cancelled("cancelled before the first bar")
+    if use_kernel and kernel_covers(config, record_decisions=record_decisions):
+        result = _run_kernel(bars, config, sig, ok, acts, reasons, first, progress, cancelled)
+        if result is not None:
+            return result
+    return _run_loop(bars, config, sig, ok, acts, reasons, first, record_decisions, progress, cancelled)
+
+
+def kernel_covers(config: EngineConfig, *, record_decisions: bool) -> bool:
+    """The runs the compiled kernel makes (the module docstring): no risk limits, no decision log,
+    a fill model and instrument sim_fill accepts."""
+    return (
+        config.risk_limits is None
+        and not record_decisions
+        and config.tick_size.is_finite()
+        and config.tick_size > 0
+        and config.point_value.is_finite()
+        and config.point_value > 0
+        and config.fill_model.commission_per_contract.is_finite()
+        and isinstance(config.fill_model.slippage_ticks, int)
+        and abs(config.fill_model.slippage_ticks) < 2**31
+    )
+
+
+def _run_loop(
+    bars: Any,
+    config: EngineConfig,
+    sig: vectorized.Signals,
+    ok: np.ndarray,
+    acts: dict[int, np.ndarray],
+    reasons: dict[int, np.ndarray],
+    first: int,
+    record_decisions: bool,
+    progress: Callable[[float], None] | None,
+    cancelled: Callable[[], bool] | None,
+) -> EngineResult:
+    """The Python loop: the reference, and every run outside the kernel's domain."""
+    n = len(bars.ts)
+    tf = config.timeframe_seconds
+    sides = (-1, 0, 1)
     # The decision events per side: a tradable window bar whose decision is not a HOLD.
     events = {s: np.flatnonzero((acts[s] != vectorized.HOLD) & ok & (np.arange(n) >= first)) for s in sides}
     book = _Book(bars, config)
@@ -628,7 +717,16 @@ def run(
         counts.no_trade += np.bincount(reasons[side][on & ok], minlength=len(REASONS))
     window = slice(first, n)
     close_ts = np.asarray(bars.ts[window], dtype=np.int64) + tf
-    position, equity = _marks(bars, book, first, n)
+    position, equity = _marks(
+        bars,
+        config,
+        first,
+        n,
+        np.asarray(book.fill_bars, dtype=np.int64),
+        np.asarray([f.quantity if f.side == BUY else -f.quantity for f in book.fills], dtype=np.int64),
+        np.asarray([float(f.price / config.tick_size) for f in book.fills], dtype=np.float64),
+        np.asarray([float(f.fee) for f in book.fills], dtype=np.float64),
+    )
     if book.open is not None and n > first:
         last = n - 1
         mark = config.tick_size * int(bars.close[last])
@@ -646,22 +744,201 @@ def run(
     )
 
 
-def _marks(bars: Any, book: _Book, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(position, equity) at each window bar's close, from the fills: cash in ticks plus the
-    position marked at the close, times the tick's value, less the fees so far."""
+def _marks(
+    bars: Any,
+    config: EngineConfig,
+    first: int,
+    n: int,
+    fill_bar: np.ndarray,
+    signed: np.ndarray,
+    price_ticks: np.ndarray,
+    fee: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(position, equity) at each window bar's close, from the fills (their bar, signed quantity,
+    price in ticks and fee in USD, in the order they happened): cash in ticks plus the position
+    marked at the close, times the tick's value, less the fees so far."""
     m = n - first
-    cfg = book.config
+    at = np.maximum(fill_bar - first, 0)
     flow = np.zeros(m + 1, dtype=np.float64)  # Δ cash in ticks at bar k (k = index − first)
     qty = np.zeros(m + 1, dtype=np.int64)
-    fee = np.zeros(m + 1, dtype=np.float64)
-    for f, j in zip(book.fills, book.fill_bars, strict=True):
-        k = max(j - first, 0)
-        signed = f.quantity if f.side == BUY else -f.quantity
-        qty[k] += signed
-        flow[k] -= signed * float(f.price / cfg.tick_size)
-        fee[k] += float(f.fee)
+    fees = np.zeros(m + 1, dtype=np.float64)
+    np.add.at(qty, at, signed)
+    np.add.at(flow, at, -(signed * price_ticks))
+    np.add.at(fees, at, fee)  # in the fills' order, as a bar's fees were summed one by one
     position = np.cumsum(qty[:m])
-    tick_value = float(cfg.tick_size * cfg.point_value)
+    tick_value = float(config.tick_size * config.point_value)
     closes = np.asarray(bars.close[first:n], dtype=np.float64)
-    equity = float(cfg.initial_capital) + (np.cumsum(flow[:m]) + position * closes) * tick_value - np.cumsum(fee[:m])
+    equity = (
+        float(config.initial_capital) + (np.cumsum(flow[:m]) + position * closes) * tick_value - np.cumsum(fees[:m])
+    )
     return position, equity
+
+
+# -- the compiled kernel ----------------------------------------------------------------------------------
+
+# Bars per kernel call: progress and cancel are looked at between calls; a window is run in about
+# 64 calls (a call costs some µs), none over KERNEL_CHUNK bars (a few ms of run).
+KERNEL_CHUNK = 1 << 16
+
+
+def _kernel_rows(window_bars: int) -> int:
+    """The first size of the kernel's fill and trade buffers (doubled when full): about the fills
+    of a fast strategy on minute bars."""
+    return 1024 + window_bars // 8
+
+
+def _run_kernel(
+    bars: Any,
+    config: EngineConfig,
+    sig: vectorized.Signals,
+    ok: np.ndarray,
+    acts: dict[int, np.ndarray],
+    reasons: dict[int, np.ndarray],
+    first: int,
+    progress: Callable[[float], None] | None,
+    cancelled: Callable[[], bool] | None,
+) -> EngineResult | None:
+    """The run in the compiled kernel (apps/trading/engine_kernel.py), or None when it met what it
+    does not cover (the caller runs the Python loop then)."""
+    from apps.trading import engine_kernel as k  # numba is imported by the runs that use it
+
+    n = len(bars.ts)
+    tf = config.timeframe_seconds
+    ts, op, hi, lo, cl = (_readonly(a) for a in (bars.ts, bars.open, bars.high, bars.low, bars.close))
+    act = np.stack([acts[-1], acts[0], acts[1]]).astype(np.int8)
+    why = np.stack([reasons[-1], reasons[0], reasons[1]]).astype(np.int16)
+    stop = np.ascontiguousarray(sig.stop, dtype=np.int64)
+    ok8 = np.ascontiguousarray(ok, dtype=np.bool_)
+    state, orders = k.new_state(first)
+    cap = _kernel_rows(n - first)
+    fills = np.zeros((cap, k.FILL_FIELDS), dtype=np.int64)
+    trades = np.zeros((cap, k.TRADE_FIELDS), dtype=np.int64)
+    traded = np.zeros(len(REASONS), dtype=np.int64)
+    held = np.zeros(len(REASONS), dtype=np.int64)
+    slip, unit = int(config.fill_model.slippage_ticks), int(strategies.UNIT)
+    chunk = max(1, min(KERNEL_CHUNK, max(256, (n - first) // 64)))
+    i = first
+    last_beat = _time.monotonic()
+    while i < n:
+        if progress is not None or cancelled is not None:
+            beat = _time.monotonic()
+            if beat - last_beat >= 0.5:
+                last_beat = beat
+                if cancelled is not None and cancelled():
+                    raise Cancelled(f"cancelled at bar {i - first} of {n - first}")
+                if progress is not None:
+                    progress((i - first) / max(1, n - first))
+        end = min(n, i + chunk)
+        status, i = k.run_chunk(
+            i, end, tf, ts, op, hi, lo, cl, ok8, act, why, stop, slip, unit, state, orders, fills, trades, traded, held
+        )
+        if status == k.FULL:
+            more = len(fills) + k.FILL_MARGIN
+            fills = np.concatenate([fills, np.zeros((more, k.FILL_FIELDS), dtype=np.int64)])
+            trades = np.concatenate([trades, np.zeros((more, k.TRADE_FIELDS), dtype=np.int64)])
+        elif status != k.DONE:
+            return None
+    if progress is not None:
+        progress(1.0)
+    fills = fills[: state[k.N_FILLS]]
+    trades = trades[: state[k.N_TRADES]]
+    if state[k.OPEN] == 1 and n > first:  # the position open at the end: a trade to the last close
+        end_row = np.array(
+            [[state[k.OPEN_FILL], -1, state[k.OPEN_QTY], k.REASON_END, state[k.OPEN_SIDE]]], dtype=np.int64
+        )
+        trades = np.concatenate([trades, end_row])
+    counts = _Counts()
+    counts.trade, counts.no_trade, counts.closed = traded, held, int(state[k.CLOSED])
+    columns = Columns(config, ts, cl, fills, trades)
+    signed = fills[:, k.F_SIDE] * fills[:, k.F_QTY]
+    quantities = fills[:, k.F_QTY]
+    fee = np.zeros(len(fills), dtype=np.float64)
+    for q in np.unique(quantities).tolist():
+        fee[quantities == q] = float(columns.fee(q))
+    position, equity = _marks(
+        bars, config, first, n, fills[:, k.F_BAR], signed, fills[:, k.F_PRICE].astype(np.float64), fee
+    )
+    return EngineResult(
+        decisions=counts.as_dict(),
+        bars=n - first,
+        close_ts=ts[first:n] + tf,
+        equity=equity,
+        position=position,
+        notes=[],
+        columns=columns,
+    )
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only int64 view (a copy only when the type or layout differs): the bars reach the kernel
+    as one array type, writable or not (BarArrays' are read-only), so it is compiled once."""
+    out = np.ascontiguousarray(a, dtype=np.int64).view()
+    out.flags.writeable = False
+    return out
+
+
+class Columns:
+    """A kernel run's fills and trades as int64 columns (engine_kernel's F_* and T_* fields: prices
+    in ticks, times in epoch seconds, sides ±1), and the Decimals the Python loop makes from them:
+    each figure is computed with the very expression _Book uses, so values and their digits match."""
+
+    def __init__(self, config: EngineConfig, ts: np.ndarray, close: np.ndarray, fills: np.ndarray, trades: np.ndarray):
+        self.config, self.ts, self.close = config, ts, close
+        self.fill_columns, self.trade_columns = fills, trades
+        self._fees: dict[int, Decimal] = {}
+
+    def fee(self, quantity: int) -> Decimal:
+        """sim_fill's commission for `quantity` contracts."""
+        fee = self._fees.get(quantity)
+        if fee is None:
+            fee = self._fees[quantity] = CONTEXT.multiply(
+                self.config.fill_model.commission_per_contract, Decimal(quantity)
+            )
+        return fee
+
+    def fills(self) -> list[EngineFill]:
+        tick, pv = self.config.tick_size, self.config.point_value
+        slippages: dict[tuple[int, int], Decimal] = {}
+        out = []
+        for j, side, quantity, price_ticks, reference_ticks, kind, decided in self.fill_columns.tolist():
+            price = tick * price_ticks
+            slippage = slippages.get((price_ticks - reference_ticks, quantity))
+            if slippage is None:  # sim_fill's, from the fill's price and its reference price
+                slippage = CONTEXT.multiply(abs(price - tick * reference_ticks), pv) * quantity
+                slippages[price_ticks - reference_ticks, quantity] = slippage
+            out.append(
+                EngineFill(
+                    _utc(int(self.ts[j])), BUY if side > 0 else SELL, quantity, price, self.fee(quantity), slippage,
+                    "STOP" if kind == 1 else "MARKET", _utc(decided),
+                )
+            )  # fmt: skip
+        return out
+
+    def trades(self, fills: list[EngineFill]) -> list[EngineTrade]:
+        """_Book._trades and _close, for a trade opened by one fill and closed whole by another (the
+        kernel's domain) or marked at the last close (END)."""
+        pv = self.config.point_value
+        reasons = ("SIGNAL", "STOP", "END")
+        out = []
+        for entry_fill, exit_fill, quantity, reason, side in self.trade_columns.tolist():
+            e = fills[entry_fill]
+            entry_fees = e.fee / e.quantity * quantity
+            entry_slip = e.slippage / e.quantity * quantity
+            if exit_fill >= 0:
+                x = fills[exit_fill]
+                at, price = x.ts, x.price
+                fee, slip = x.fee / x.quantity * quantity, x.slippage / x.quantity * quantity
+            else:
+                last = len(self.ts) - 1
+                at, price = _utc(int(self.ts[last])), self.config.tick_size * int(self.close[last])
+                fee, slip = Decimal(0), Decimal(0)
+            gross = (price - e.price) * side * quantity * pv
+            fees = entry_fees + fee
+            out.append(
+                EngineTrade(
+                    side="LONG" if side > 0 else "SHORT", quantity=quantity, entry_ts=e.ts, entry_price=e.price,
+                    exit_ts=at, exit_price=price, exit_reason=reasons[reason], pnl=gross - fees, fees=fees,
+                    slippage=entry_slip + slip,
+                )
+            )  # fmt: skip
+        return out

@@ -119,14 +119,22 @@ def test_no_risk_limits_means_no_risk_checks_and_limits_refuse_as_sim_does() -> 
     assert len(limited.fills) < len(free.fills)
 
 
-def test_a_cancelled_run_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_a_cancelled_run_stops(use_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     bars = _bars(5000, 9)
     clock = iter(range(0, 10_000))
     monkeypatch.setattr(engine._time, "monotonic", lambda: float(next(clock)))
     seen: list[float] = []
     with pytest.raises(engine.Cancelled):
-        engine.run(bars, _config("breakout"), start=_start(bars), progress=seen.append, cancelled=lambda: len(seen) > 2)
-    assert seen and all(0 <= f <= 1 for f in seen)
+        engine.run(
+            bars,
+            _config("breakout"),
+            start=_start(bars),
+            progress=seen.append,
+            cancelled=lambda: len(seen) > 2,
+            use_kernel=use_kernel,
+        )
+    assert len(seen) == 3 and all(0 <= f < 1 for f in seen)
 
 
 def test_the_market_hours_mask_is_the_tick_stage_rule() -> None:
