@@ -43,7 +43,7 @@ def section(html: str, element_id: str) -> str:
     assert match, f"no element #{element_id}"
     tag, begin = match.group(1), match.start()
     end = html.index(f"</{tag}>", begin)
-    return text(html[begin:end])
+    return text(html[begin:end]).strip()
 
 
 def experiment(actor: Any, **overrides: Any) -> Experiment:
