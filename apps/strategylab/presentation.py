@@ -31,6 +31,12 @@ PHASE_WORDS = {
     "OUT_OF_SAMPLE": "re-running the best sets on the out-of-sample bars",
     "DONE": "done",
 }
+# What a finished experiment's header says instead of its phase.
+OUTCOME_WORDS = {
+    "SUCCEEDED": "every run has closed and the candidates are ranked out of sample",
+    "FAILED": "nothing could be ranked",
+    "CANCELLED": "stopped before every run had finished",
+}
 RUN_PHASE_WORDS = {"IN_SAMPLE": "In sample", "OUT_OF_SAMPLE": "Out of sample"}
 
 # The figures a candidate is judged on, in and out of sample, side by side.
@@ -225,7 +231,7 @@ def warning_view(warning: Mapping[str, Any]) -> dict[str, Any]:
         elif value is None:
             shown = "—"
         else:
-            shown = label(value) if key == "check" else str(value)
+            shown = WARNING_TITLES.get(str(value), str(value)) if key == "check" else str(value)
         figures.append({"label": WARNING_FIGURES.get(key, label(key)), "value": shown})
     return {
         "code": code,

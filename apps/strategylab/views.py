@@ -419,7 +419,8 @@ def _progress_context(request: HtmxHttpRequest, experiment: Experiment) -> dict[
     return {
         "experiment": experiment,
         "state": presentation.status(experiment.status),
-        "phase_words": presentation.PHASE_WORDS.get(experiment.phase, experiment.phase),
+        "phase_words": presentation.OUTCOME_WORDS.get(experiment.status)
+        or presentation.PHASE_WORDS.get(experiment.phase, experiment.phase),
         "percent": round((experiment.progress or 0) * 100),
         "phases": phases,
         "finished": finished,
