@@ -261,3 +261,22 @@ def test_a_finished_experiment_is_listed_as_finished_without_buttons(operator: A
     row = section(html, f"experiment-{created.pk}")
     assert "Finished" in row and "progress" not in row
     assert 'data-action="start"' not in html and 'data-action="cancel"' not in html
+
+
+def test_a_walk_forward_error_is_said_beside_its_input(operator: Any) -> None:
+    response = client_for(operator, htmx=True).post(
+        NEW,
+        form(
+            window_mode="walk_forward",
+            **{
+                "walk_forward.start": "2025-12-17T14:00",
+                "walk_forward.end": "2025-12-15T14:00",
+                "walk_forward.folds": "1",
+            },
+        ),
+    )
+    html = response.content.decode()
+    assert "Folds must be a whole number of folds from 2 to 20." in text(html)
+    assert "Span end must be after start." in text(html)
+    assert 'name="walk_forward.folds" value="1"' in html and 'id="id-lab-mode-walk-forward" checked' in html
+    assert not Experiment.objects.exists()
