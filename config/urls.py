@@ -54,6 +54,7 @@ urlpatterns = [
     path("runners/", include("apps.runners.urls_pages")),
     path("jobs/", include("apps.runners.urls_pages_jobs")),
     path("backtests/", include("apps.backtests.urls_pages")),
+    path("lab/", include("apps.strategylab.urls_pages")),
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("", runner_views.overview, name="overview"),  # the desk reads runners: the top layer composes it
 ]

@@ -9,8 +9,10 @@ from typing import Any
 
 from django.db.models import Count, F, QuerySet
 
+from apps.backtests.models import OPEN_STATUSES
 from apps.backtests.models import Status as BacktestStatus
 from apps.backtests.selectors import OBJECTIVES
+from apps.bots.models import Bot
 from apps.strategylab.exceptions import CandidateNotFound, ExperimentNotFound
 from apps.strategylab.models import Candidate, Experiment, ExperimentRun
 
@@ -65,10 +67,12 @@ def experiment_run_counts(*, experiment: Experiment) -> dict[str, dict[str, int]
 
 def experiment_heatmap(*, experiment: Experiment, x: str, y: str | None = None) -> list[dict[str, Any]]:
     """The in-sample objective over the values of one or two parameters: one cell per (x, y) pair
-    with its `runs`, `known` (succeeded runs with a figure) and the `best` and `mean` figure over
-    those (None when none has one)."""
+    with its `runs`, `open` (queued or running), `succeeded`, `known` (succeeded runs with a
+    figure) and the `best`, `worst` and `mean` figure over those (None when none has one): the
+    cells apps.backtests.presentation.heatmap draws, as a matrix's."""
     lowest_first = OBJECTIVES.get(experiment.objective) == "asc"
     cells: dict[tuple[Any, Any], list[Decimal | None]] = defaultdict(list)
+    states: dict[tuple[Any, Any], dict[str, int]] = defaultdict(lambda: {"open": 0, "succeeded": 0})
     runs = (
         ExperimentRun.objects.filter(experiment=experiment, phase=ExperimentRun.Phase.IN_SAMPLE)
         .values_list("combo", "backtest__status", "backtest__metrics")
@@ -78,7 +82,10 @@ def experiment_heatmap(*, experiment: Experiment, x: str, y: str | None = None) 
         parameters = experiment.combinations[combo]
         key = (parameters.get(x), parameters.get(y) if y else None)
         value = None
+        if status in OPEN_STATUSES:
+            states[key]["open"] += 1
         if status == BacktestStatus.SUCCEEDED:
+            states[key]["succeeded"] += 1
             try:
                 raw = (metrics or {}).get(experiment.objective)
                 value = None if raw is None else Decimal(str(raw))
@@ -89,14 +96,41 @@ def experiment_heatmap(*, experiment: Experiment, x: str, y: str | None = None) 
     for (xv, yv), values in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         known = [v for v in values if v is not None]
         best = (min(known) if lowest_first else max(known)) if known else None
+        worst = (max(known) if lowest_first else min(known)) if known else None
         out.append(
             {
                 "x": xv,
                 "y": yv,
                 "runs": len(values),
+                **states[(xv, yv)],
                 "known": len(known),
                 "best": best,
+                "worst": worst,
                 "mean": sum(known, Decimal(0)) / len(known) if known else None,
             }
         )
     return out
+
+
+# -- reads of the Observatory's Lab pages -------------------------------------------------------
+
+
+def experiment_activity() -> bool:
+    """True while an experiment is RUNNING (its progress changes without anyone acting): the Lab
+    page's list polls only then."""
+    return Experiment.objects.filter(status=Experiment.Status.RUNNING).exists()
+
+
+def experiment_bot_choices(*, experiment: Experiment) -> list[Bot]:
+    """The bots a candidate of this experiment may graduate into as a new config version: those
+    trading its strategy and timeframe on one of its instruments, not retired (the graduate service
+    refuses any other), by name."""
+    return list(
+        Bot.objects.filter(
+            strategy_key=experiment.strategy_key,
+            timeframe=experiment.timeframe,
+            instrument__in=experiment.instruments,
+        )
+        .exclude(stage=Bot.Stage.RETIRED)
+        .order_by("name", "id")
+    )
