@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint bench services-up services-down clean
+.PHONY: run test install lint bench services-up services-down clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,20 @@ run: $(STAMP)
 	$(PY) -m config.launcher
 
 ## make test: the whole suite against a real PostgreSQL and Redis (embedded unless the URLs are set)
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m config.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+## The browser tests drive Debian's chromium (Playwright's own download cannot work offline). When it is
+## missing and this is a root shell on Debian, it is installed from Debian's packages; otherwise the
+## browser tests are skipped and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "[tradeops] installing Debian's chromium for the browser tests"; \
+	    { timeout 600 apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 600 apt-get install -y -q chromium >/dev/null 2>&1; }; } || \
+	      echo "[tradeops] chromium could not be installed: the browser tests will be skipped"; \
+	  else echo "[tradeops] chromium is not installed (apt-get install chromium): the browser tests will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
