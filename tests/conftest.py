@@ -16,6 +16,15 @@ from tests.factories import UserFactory
 from tests.stubs import STUBS
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The compiled engine kernel, compiled once (or loaded from var/numba) before any test runs: the
+    Celery workers the tests start (tests/backtests/test_backtest_queue.py) load it from that cache
+    in about a second instead of compiling it (15-40 s) inside a backtest's time limit."""
+    from apps.trading import engine_kernel
+
+    engine_kernel.warm()
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     return UserFactory()

@@ -3,10 +3,13 @@ Services are imported inside the tasks because apps.runners.services.jobs import
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.signals import task_prerun, worker_process_init, worker_process_shutdown
 from django.conf import settings
 from django.db import connection
@@ -14,6 +17,7 @@ from django.db import connection
 # A periodic message older than this is dropped: when workers come back after an outage, one
 # run of each catches up; a backlog of identical runs would only repeat it.
 PERIODIC_EXPIRES_SECONDS = 60
+logger = logging.getLogger(__name__)
 
 
 @worker_process_init.connect
@@ -23,6 +27,38 @@ def _warm_up_market_hours(**kwargs: Any) -> None:
     from apps.market import hours
 
     hours.warm_up()
+
+
+def _consumes(queues: set[str]) -> bool:
+    """Whether this worker consumes any of `queues` (its -Q, set before its pool processes start)."""
+    consume_from = current_app.amqp.queues.consume_from
+    return bool(consume_from) and bool(queues & set(consume_from))
+
+
+@worker_process_init.connect
+def _warm_up_the_engine_kernel(**kwargs: Any) -> None:
+    """A pool process of the worker that runs backtests (the `backtests` queue: the Procfile's
+    backtests worker) loads the compiled engine kernel when it starts (about 1.5 s from var/numba; a
+    first compile 15-40 s), so its first backtest does not pay for it inside its time limit. In a
+    thread: the process reports itself up at once (prefork waits only a few seconds for that), and a
+    backtest that comes meanwhile waits for the same compile (numba compiles under one lock)."""
+    from apps.runners.services.jobs import JOB_QUEUES
+
+    if not _consumes(set(JOB_QUEUES.values())):
+        return
+    threading.Thread(target=_engine_kernel_warm, name="engine-kernel-warm", daemon=True).start()
+
+
+def _engine_kernel_warm() -> None:
+    began = time.monotonic()
+    try:
+        from apps.trading import engine_kernel
+
+        engine_kernel.warm()
+    except Exception:  # the first backtest compiles it then, as without a warm-up
+        logger.exception("the engine kernel could not be warmed up")
+        return
+    logger.info("engine kernel ready in %.1f s", time.monotonic() - began)
 
 
 @worker_process_shutdown.connect

@@ -886,6 +886,8 @@ class Columns:
         self.config, self.ts, self.close = config, ts, close
         self.fill_columns, self.trade_columns = fills, trades
         self._fees: dict[int, Decimal] = {}
+        self._money: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._money_done = False
 
     def fee(self, quantity: int) -> Decimal:
         """sim_fill's commission for `quantity` contracts."""
@@ -942,3 +944,109 @@ class Columns:
                 )
             )  # fmt: skip
         return out
+
+    # -- the trades' figures straight from the columns (no dataclass built) ----------------------------
+    # Every figure of a kernel trade is a whole number of one decimal quantum 10^-k: prices are ticks,
+    # the tick's value (tick_size × point_value) and the commission per contract are fixed decimals,
+    # and a trade is opened by one fill and closed whole by one (or END), so the Python loop's
+    # Decimals (trades() above) are exact multiples of 10^-k, and so are their sums. Computed as int64
+    # here, they are those very values: tests/backtests/test_trade_columns.py holds them to trades().
+
+    # Largest quantum exponent and magnitude the integer figures take: past either, money() answers
+    # None and the caller builds the Decimals (as trades() does) instead.
+    MAX_SCALE = 18
+    MAX_MAGNITUDE = 1 << 62
+
+    @staticmethod
+    def _scaled(value: Decimal) -> tuple[int, int] | None:
+        """(n, k) with value == n × 10^-k and k ≥ 0, or None for a value that is not finite."""
+        if not value.is_finite():
+            return None
+        sign, digits, exponent = value.as_tuple()
+        n = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
+        assert isinstance(exponent, int)
+        return (n * 10**exponent, 0) if exponent >= 0 else (n, -exponent)
+
+    def money(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(k, pnl, fees, slippage): each trade's net PnL, fees and slippage as int64 numbers of
+        10^-k USD, equal to trades()'s Decimals; None when k or the magnitudes are past what int64
+        holds exactly (then use trades())."""
+        if self._money_done:
+            return self._money
+        self._money_done = True
+        cfg = self.config
+        parts = [self._scaled(v) for v in (cfg.tick_size, cfg.point_value, cfg.fill_model.commission_per_contract)]
+        if any(p is None for p in parts):
+            return None
+        (tick, k_tick), (pv, k_pv), (fee, k_fee) = parts  # type: ignore[misc]
+        k = max(k_tick + k_pv, k_fee)
+        if k > self.MAX_SCALE:
+            return None
+        tick_value = tick * pv * 10 ** (k - k_tick - k_pv)  # USD per tick per contract, in 10^-k
+        commission = fee * 10 ** (k - k_fee)  # USD per contract, in 10^-k
+        from apps.trading import engine_kernel as kc
+
+        f, t = self.fill_columns, self.trade_columns
+        entry, exit_, quantity, side = t[:, kc.T_ENTRY_FILL], t[:, kc.T_EXIT_FILL], t[:, kc.T_QTY], t[:, kc.T_SIDE]
+        closed = exit_ >= 0
+        exit_row = np.where(closed, exit_, 0)
+        entry_price = f[entry, kc.F_PRICE] if len(t) else np.zeros(0, dtype=np.int64)
+        last_close = int(self.close[len(self.ts) - 1]) if len(self.ts) else 0
+        exit_price = np.where(closed, f[exit_row, kc.F_PRICE] if len(f) else 0, last_close)
+        slip_ticks = np.abs(f[:, kc.F_PRICE] - f[:, kc.F_REFERENCE]) if len(f) else np.zeros(0, dtype=np.int64)
+        entry_slip = slip_ticks[entry] if len(t) else np.zeros(0, dtype=np.int64)
+        exit_slip = np.where(closed, slip_ticks[exit_row] if len(f) else 0, 0)
+        # The bound on every figure and on the sums of the trades, in exact integers first.
+        if len(t):
+            ticks = max(int(np.abs(exit_price - entry_price).max()), int((entry_slip + exit_slip).max()))
+            biggest = int(np.abs(f[:, kc.F_PRICE]).max()) + int(np.abs(f[:, kc.F_REFERENCE]).max()) + abs(last_close)
+            per_trade = (ticks * abs(tick_value) + 2 * abs(commission)) * int(quantity.max())
+            if biggest >= self.MAX_MAGNITUDE or per_trade * len(t) >= self.MAX_MAGNITUDE:
+                return None
+        gross = (exit_price - entry_price) * side * quantity * tick_value
+        fees = quantity * commission * (1 + closed)
+        slippage = (entry_slip + exit_slip) * quantity * tick_value
+        self._money = (k, (gross - fees).astype(np.int64), fees.astype(np.int64), slippage.astype(np.int64))
+        return self._money
+
+    def trade_rows(self) -> list[tuple[Any, ...]] | None:
+        """Each trade as (side, quantity, entry_ts, entry_price, exit_ts, exit_price, exit_reason, pnl,
+        fees, slippage), the values of trades()'s EngineTrade in that order (the same datetimes and
+        the same Decimal values, PnL, fees and slippage as numbers of 10^-k), built once per distinct
+        value and gathered; None when money() is."""
+        money = self.money()
+        if money is None:
+            return None
+        k, pnl, fees, slippage = money
+        from apps.trading import engine_kernel as kc
+
+        f, t = self.fill_columns, self.trade_columns
+        if not len(t):
+            return []
+        closed = t[:, kc.T_EXIT_FILL] >= 0
+        entry, exit_row = t[:, kc.T_ENTRY_FILL], np.where(closed, t[:, kc.T_EXIT_FILL], 0)
+        last = len(self.ts) - 1
+        entry_ts = self.ts[f[entry, kc.F_BAR]]
+        exit_ts = np.where(closed, self.ts[f[exit_row, kc.F_BAR]], self.ts[last])
+        entry_price = f[entry, kc.F_PRICE]
+        exit_price = np.where(closed, f[exit_row, kc.F_PRICE], int(self.close[last]))
+        tick = self.config.tick_size
+
+        def gather(values: np.ndarray, make: Callable[[int], Any]) -> list[Any]:
+            distinct, at = np.unique(values, return_inverse=True)
+            built = np.empty(len(distinct), dtype=object)
+            built[:] = [make(v) for v in distinct.tolist()]
+            return built[at.reshape(-1)].tolist()
+
+        times = gather(np.concatenate([entry_ts, exit_ts]), _utc)
+        prices = gather(np.concatenate([entry_price, exit_price]), lambda p: tick * p)  # trades()'s expression
+        figures = gather(np.concatenate([pnl, fees, slippage]), lambda v: Decimal(v).scaleb(-k, CONTEXT))
+        n = len(t)
+        sides = np.array(["SHORT", "", "LONG"], dtype=object)[t[:, kc.T_SIDE] + 1].tolist()
+        reasons = np.array(["SIGNAL", "STOP", "END"], dtype=object)[t[:, kc.T_REASON]].tolist()
+        return list(
+            zip(
+                sides, t[:, kc.T_QTY].tolist(), times[:n], prices[:n], times[n:], prices[n:], reasons,
+                figures[:n], figures[n : 2 * n], figures[2 * n :], strict=True,
+            )
+        )  # fmt: skip

@@ -355,3 +355,22 @@ def run_chunk(
             S[SETTLED] = i + 1
         i += 1
     return DONE, i
+
+
+def warm() -> None:
+    """Compile run_chunk, or load it from the cache (var/numba), for the argument types
+    engine._run_kernel passes (read-only int64 bars, a bool mask, int8 actions, int16 reasons, int64
+    state and buffers), over a few empty bars: the first backtest of a process then runs at once.
+    A cold compile takes 15-40 s, a cache load about 1.5 s (tests/trading/test_engine_kernel.py
+    holds the types to the engine's: a run after warm() compiles nothing more)."""
+    n = 4
+    bars = np.zeros(n, dtype=np.int64)
+    bars.flags.writeable = False
+    state, orders = new_state(0)
+    fills = np.zeros((FILL_MARGIN + 1, FILL_FIELDS), dtype=np.int64)
+    trades = np.zeros((FILL_MARGIN + 1, TRADE_FIELDS), dtype=np.int64)
+    run_chunk(
+        0, n, 60, bars, bars, bars, bars, bars, np.zeros(n, dtype=np.bool_), np.zeros((3, n), dtype=np.int8),
+        np.zeros((3, n), dtype=np.int16), np.zeros(n, dtype=np.int64), 0, 1, state, orders, fills, trades,
+        np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64),
+    )  # fmt: skip

@@ -118,5 +118,9 @@ def test_only_the_backtests_worker_runs_a_backtest(
         assert backtest.trades.exists() and IntegrationUsageEvent.objects.filter(provider="databento").exists()
         heartbeat = ComponentHeartbeat.objects.get(component="worker", instance__startswith="backtests-bt@")
         assert heartbeat.details["queues"] == ["backtests"]
+        # The backtests worker loaded the compiled engine as it started; the ticks worker never does.
+        logs = {name: (tmp_path / f"{name}.log").read_text(errors="replace") for name in ("worker", "backtests")}
+        assert "engine kernel ready in" in logs["backtests"], processes.output()
+        assert "engine kernel" not in logs["worker"], processes.output()
     finally:
         processes.stop_all()
