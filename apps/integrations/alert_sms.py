@@ -122,14 +122,21 @@ def _claim_next(now: datetime, result: DispatchResult) -> tuple[Alert, datetime]
                 f"(the limit); this one goes after {frees_at:%H:%M:%S} UTC.",
             )
             return None
-        claimed_at = timezone.now()
-        moved = Alert.objects.filter(_waiting(now), pk=candidate.pk).update(
-            sms_status=Alert.SmsStatus.SENDING, sms_claimed_at=claimed_at, sms_attempts=F("sms_attempts") + 1
-        )
-        if moved != 1:
+        claimed_at = alert_sms_claim(alert_id=candidate.pk, now=now)
+        if claimed_at is None:
             return None  # acknowledged meanwhile
     candidate.refresh_from_db()
     return candidate, claimed_at
+
+
+def alert_sms_claim(*, alert_id: int, now: datetime) -> datetime | None:
+    """Waiting → SENDING in one conditional UPDATE; the claim time, or None when another sender (or an
+    acknowledgement) got there first. The one thing that makes a send happen once (R4)."""
+    claimed_at = timezone.now()
+    moved = Alert.objects.filter(_waiting(now), pk=alert_id).update(
+        sms_status=Alert.SmsStatus.SENDING, sms_claimed_at=claimed_at, sms_attempts=F("sms_attempts") + 1
+    )
+    return claimed_at if moved == 1 else None
 
 
 def _send(alert: Alert, claimed_at: datetime, result: DispatchResult) -> None:

@@ -98,6 +98,18 @@ def test_two_senders_at_once_send_each_alert_once(sms: Any) -> None:
     assert {_refresh(a).sms_status for a in alerts} == {"SENT"}
 
 
+def test_a_claim_is_taken_once_whoever_read_the_alert_as_waiting(sms: Any) -> None:
+    """Two senders that both saw the alert waiting: only the first conditional UPDATE claims it."""
+    from apps.integrations.alert_sms import alert_sms_claim
+
+    alert = _critical()
+    now = timezone.now()
+    assert alert_sms_claim(alert_id=alert.pk, now=now) is not None
+    assert alert_sms_claim(alert_id=alert.pk, now=now) is None
+    alert = _refresh(alert)
+    assert (alert.sms_status, alert.sms_attempts) == ("SENDING", 1)
+
+
 def test_throttled_alerts_wait_and_go_in_a_later_window(sms: Any, settings: Any) -> None:
     settings.ALERT_SMS_TO = [TO_A]
     settings.ALERT_SMS_MAX_PER_WINDOW = 2
