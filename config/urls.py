@@ -15,6 +15,7 @@ from apps.runners import apis as runner_apis
 from apps.runners import apis_jobs as job_apis
 from apps.runners import views as runner_views
 from apps.runners.apis import SystemKillAllApi, SystemKillAllReleaseApi
+from apps.telemetry import urls as alert_urls
 
 admin.site.site_header = "TradeOps administration"
 admin.site.site_title = "TradeOps"
@@ -27,6 +28,8 @@ api_patterns = [
     path("runners", runner_apis.RunnerListApi.as_view()),
     path("jobs", job_apis.JobListApi.as_view()),
     path("backtests", backtest_urls.backtest_collection),
+    path("alerts", alert_urls.alert_collection),
+    path("alerts/", include("apps.telemetry.urls")),
     path("bots/", include("apps.runners.urls_bots")),  # kill/unkill/demote: they stop runners (a higher app)
     path("bots/", include("apps.bots.urls")),
     path("runners/", include("apps.runners.urls")),
@@ -55,6 +58,7 @@ urlpatterns = [
     path("jobs/", include("apps.runners.urls_pages_jobs")),
     path("backtests/", include("apps.backtests.urls_pages")),
     path("lab/", include("apps.strategylab.urls_pages")),
+    path("alerts/", include("apps.telemetry.urls_pages")),
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("", runner_views.overview, name="overview"),  # the desk reads runners: the top layer composes it
 ]

@@ -180,3 +180,81 @@ class DecisionTrace(models.Model):
     def __str__(self) -> str:
         why = f" at {self.stopped_at}: {self.reason_code}" if self.outcome == self.Outcome.NO_TRADE else ""
         return f"bot {self.bot_id} {self.bar_ts:%Y-%m-%d %H:%M} {self.outcome}{why}"
+
+
+class Alert(models.Model):
+    """Something a person must see (SPEC §11): raised by any app through
+    apps.telemetry.services.alert_raise, listed and acknowledged with a note on the Alerts page and
+    /api/alerts. A CRITICAL alert is also an outbox row for SMS: apps.integrations.alert_sms picks
+    it up (sms_* fields), claims it with a conditional UPDATE and sends it once."""
+
+    class Severity(models.TextChoices):
+        INFO = "INFO", "Info"
+        WARNING = "WARNING", "Warning"
+        CRITICAL = "CRITICAL", "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        ACKED = "ACKED", "Acknowledged"
+
+    class SmsStatus(models.TextChoices):
+        NOT_APPLICABLE = "NOT_APPLICABLE", "Not sent by SMS (not critical)"
+        PENDING = "PENDING", "Waiting to be sent"
+        THROTTLED = "THROTTLED", "Waiting: too many SMS sent recently"
+        SENDING = "SENDING", "Being sent"
+        RETRYING = "RETRYING", "Send failed, will retry"
+        SENT = "SENT", "Sent"
+        FAILED = "FAILED", "Send failed, no more retries"
+        NOT_CONFIGURED = "NOT_CONFIGURED", "Not sent: SMS is not configured"
+        UNKNOWN = "UNKNOWN", "Unknown: the sender stopped mid-send"
+
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    code = models.CharField(max_length=60)
+    # A plain id, not a FK: bots live in a higher app, and alerts must outlive a deleted bot.
+    bot_id = models.BigIntegerField(null=True, blank=True)
+    message = models.TextField()
+    suggested_fix = models.TextField(blank=True)
+    trace_id = models.CharField(max_length=64)
+    dedupe_key = models.CharField(
+        max_length=200, help_text="The condition raised; at most one OPEN alert per key (repeats count)."
+    )
+    created_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField()
+    repeat_count = models.PositiveIntegerField(default=1, help_text="How many times the condition was raised.")
+    status = models.CharField(max_length=5, choices=Status.choices, default=Status.OPEN)
+    acked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    acked_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    sms_status = models.CharField(max_length=16, choices=SmsStatus.choices, default=SmsStatus.NOT_APPLICABLE)
+    sms_error = models.TextField(blank=True)
+    sms_attempts = models.PositiveSmallIntegerField(default=0)
+    sms_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sms_claimed_at = models.DateTimeField(null=True, blank=True)
+    sms_sent_at = models.DateTimeField(null=True, blank=True)
+    sms_sent_to = models.JSONField(default=list, blank=True, help_text="Numbers already sent to (not resent).")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dedupe_key"], condition=models.Q(status="OPEN"), name="alert_one_open_per_dedupe_key"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="alert_status_created"),
+            models.Index(
+                fields=["sms_next_attempt_at"],
+                condition=models.Q(sms_status__in=["PENDING", "THROTTLED", "RETRYING", "SENDING"]),
+                name="alert_sms_outbox",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.code} ({self.status})"

@@ -96,3 +96,7 @@ def blocking_reasons(*, bot_id: int, since: datetime) -> list[dict[str, Any]]:
         .order_by("-count", "-last_at")
     )
     return list(rows)
+
+
+# Alerts (SPEC §11): the implementation is in apps/telemetry/alerts.py.
+from apps.telemetry.alerts import alert_get, alert_list, alert_open_counts  # noqa: E402, F401

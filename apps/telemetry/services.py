@@ -78,3 +78,18 @@ def usage_events_flush(*, timeout: float) -> bool:
     from apps.telemetry import usage_writer
 
     return usage_writer.flush(timeout)
+
+
+# Alerts (SPEC §11): the implementation is in apps/telemetry/alerts.py.
+from apps.telemetry.alerts import AlertAlreadyAcked, AlertNoteRequired, alert_ack, alert_raise  # noqa: E402
+
+__all__ = [
+    "AlertAlreadyAcked",
+    "AlertNoteRequired",
+    "alert_ack",
+    "alert_raise",
+    "heartbeat_record",
+    "heartbeat_stop",
+    "usage_event_record",
+    "usage_events_flush",
+]

@@ -128,6 +128,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.trace_id",
+                "apps.telemetry.context_processors.open_alerts",
             ],
         },
     }

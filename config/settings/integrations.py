@@ -28,3 +28,15 @@ STATUS_SNAPSHOT_SECONDS = env.float("STATUS_SNAPSHOT_SECONDS", default=1.0)
 INTEGRATIONS_PROXY_URL = env.str("INTEGRATIONS_PROXY_URL", default="")
 INTEGRATIONS_CA_BUNDLE = env.str("INTEGRATIONS_CA_BUNDLE", default="")
 INTEGRATIONS_TRUST_ENV = env_bool("INTEGRATIONS_TRUST_ENV", default=False)
+# SMS for CRITICAL alerts (apps/integrations/alert_sms.py), through Twilio when it is configured.
+# ALERT_SMS_TO: comma-separated E.164 numbers (+15551234567,+447700900123). Empty: CRITICAL alerts are
+# stored and shown, and each says on the Alerts page that SMS is not configured.
+ALERT_SMS_TO: list[str] = [n.strip() for n in env.list("ALERT_SMS_TO", default=[]) if n.strip()]
+# At most this many alerts are texted per window; the others wait (THROTTLED), they are not dropped.
+ALERT_SMS_MAX_PER_WINDOW = env.int("ALERT_SMS_MAX_PER_WINDOW", default=5)
+ALERT_SMS_WINDOW_SECONDS = env.int("ALERT_SMS_WINDOW_SECONDS", default=600)
+# A failed send is retried, at most this many attempts in all, after 1, 2, 4, ... × the base delay.
+ALERT_SMS_MAX_ATTEMPTS = env.int("ALERT_SMS_MAX_ATTEMPTS", default=3)
+ALERT_SMS_RETRY_SECONDS = env.int("ALERT_SMS_RETRY_SECONDS", default=60)
+# A claim older than this whose sender never reported back: it may or may not have gone (UNKNOWN).
+ALERT_SMS_SENDING_STALE_SECONDS = env.int("ALERT_SMS_SENDING_STALE_SECONDS", default=300)

@@ -52,6 +52,12 @@ PERIODIC_TASKS: tuple[PeriodicSpec, ...] = (
         description="Reconciles every running bot's orders and position against its venue (a job per bot).",
     ),
     PeriodicSpec(
+        name=f"{PREFIX}alert-sms",
+        task="apps.integrations.tasks.alert_sms_dispatch",
+        every_seconds=15,
+        description="Texts open CRITICAL alerts through Twilio (once each, throttled, bounded retries).",
+    ),
+    PeriodicSpec(
         name=f"{PREFIX}lab-advance",
         task="apps.strategylab.tasks.experiment_advance_all",
         every_seconds=60,
