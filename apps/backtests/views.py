@@ -66,30 +66,11 @@ DEFAULT_WINDOW_DAYS = 30
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _require_viewer(request: HtmxHttpRequest) -> None:
-    if not user_has_role(request.user, Role.VIEWER):
-        raise Http404  # a user with no role sees nothing
-
-
-def _forbidden(request: HtmxHttpRequest) -> HttpResponse | None:
-    """403 unless the user may run and cancel backtests (operator or admin, as the API)."""
-    if user_has_role(request.user, Role.OPERATOR):
-        return None
-    return pages.error_response(
-        request, status=403, message="Your role does not allow this, so nothing was done; it needs operator."
-    )
-
-
 def _backtest_or_404(backtest_id: int) -> Backtest:
     try:
         return selectors.backtest_get(backtest_id=backtest_id)
     except BacktestNotFound:
         raise Http404 from None
-
-
-def _strategy_label(key: str) -> str:
-    spec = catalogue.strategy_for(key)
-    return spec.label if spec is not None else key
 
 
 def row(backtest: Backtest) -> dict[str, Any]:
@@ -99,7 +80,7 @@ def row(backtest: Backtest) -> dict[str, Any]:
     error = presentation.error_view(backtest.error)
     return {
         "backtest": backtest,
-        "strategy": _strategy_label(backtest.strategy_key),
+        "strategy": catalogue.label(backtest.strategy_key),
         "status": presentation.STATUS_WORDS.get(backtest.status, backtest.status),
         "open": backtest.status in OPEN_STATUSES,
         "percent": round((backtest.progress or 0) * 100),
@@ -252,7 +233,7 @@ def _list_context(request: HtmxHttpRequest, **forms: Any) -> dict[str, Any]:
 def matrix_title(matrix: BacktestMatrix) -> str:
     """A matrix named in a list: "#3 Trend following, 8 runs"."""
     key = (matrix.base_config or {}).get("strategy_key", "")
-    return f"#{matrix.pk} {_strategy_label(key)}, {matrix.runs} run{'s' if matrix.runs != 1 else ''}"
+    return f"#{matrix.pk} {catalogue.label(key)}, {matrix.runs} run{'s' if matrix.runs != 1 else ''}"
 
 
 def _matrices_context(matrices: list[BacktestMatrix]) -> dict[str, Any]:
@@ -262,7 +243,7 @@ def _matrices_context(matrices: list[BacktestMatrix]) -> dict[str, Any]:
         lines.append(
             {
                 "matrix": m,
-                "strategy": _strategy_label((m.base_config or {}).get("strategy_key", "")),
+                "strategy": catalogue.label((m.base_config or {}).get("strategy_key", "")),
                 "status": presentation.STATUS_WORDS.get(m.status, m.status),
                 "open": m.status in OPEN_STATUSES,
                 "percent": round((m.progress or 0) * 100),
@@ -282,7 +263,7 @@ def _matrices_context(matrices: list[BacktestMatrix]) -> dict[str, Any]:
 def backtest_list(request: HtmxHttpRequest) -> HttpResponse:
     """The Backtests page; for htmx (its polls) the table only, or (?part=matrices) the recent
     matrices, each answered 286 once nothing in it runs."""
-    _require_viewer(request)
+    pages.require_viewer(request)
     context = _list_context(request)
     if not request.htmx:
         return render(request, BACKTEST_LIST, context)
@@ -299,7 +280,7 @@ def backtest_create(request: HtmxHttpRequest) -> HttpResponse:
     """New backtest from the form: the request body POST /api/backtests takes, through the same
     service. Done: to the backtest's page (its progress). Refused: the form again, what was typed
     kept and each error beside its input, in words."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     body, errors = backtest_forms.request_body(request.POST, strategy_keys=catalogue.STRATEGIES)
     refusal: ApplicationError | None = None
@@ -383,7 +364,7 @@ def backtest_detail(request: HtmxHttpRequest, backtest_id: int) -> HttpResponse:
     """A backtest's page. For htmx: its progress (the poll while it runs; once it has finished the
     page reloads, so the result, its charts and the actions it allows are drawn whole), or
     (?part=trades) a page of its trades."""
-    _require_viewer(request)
+    pages.require_viewer(request)
     backtest = _backtest_or_404(backtest_id)
     if request.htmx and request.GET.get("part") == "trades":
         context = {"backtest": backtest, **_trades_context(backtest, _after(request))}
@@ -401,7 +382,7 @@ def backtest_cancel(request: HtmxHttpRequest, backtest_id: int) -> HttpResponse:
     """Cancel from the backtest's page: the same service as POST /api/backtests/{id}/cancel. Done:
     the page again (it shows the cancelled backtest). Refused (it finished meanwhile): why, in
     place, with the way to its result."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     backtest = _backtest_or_404(backtest_id)
     try:
@@ -422,7 +403,7 @@ def backtest_prices(request: HtmxHttpRequest, backtest_id: int) -> HttpResponse:
     """The price chart's data as JSON: the window's stored bars as at most charts.MAX_CANDLES
     candles, and an entry and an exit marker per trade (the first charts.MAX_MARKED_TRADES). A
     finished backtest's bars never change (the store is write-once), so the browser may keep it."""
-    _require_viewer(request)
+    pages.require_viewer(request)
     backtest = _backtest_or_404(backtest_id)
     if backtest.status != Status.SUCCEEDED:
         return JsonResponse(
@@ -589,7 +570,7 @@ def matrix_create(request: HtmxHttpRequest) -> HttpResponse:
     """New matrix from the form: the request body POST /api/backtests/matrix takes, through the
     same service. Done: to the matrix's page (its progress). Refused: the form again, what was typed
     kept and each error beside its input, in words (more than 10,000 runs says how many)."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     bots = selectors.backtest_bot_choices()
     body, errors, rows = backtest_forms.matrix_request_body(
@@ -788,7 +769,7 @@ def matrix_detail(request: HtmxHttpRequest, matrix_id: int) -> HttpResponse:
     `matrix-changed` triggered when runs finished since the last poll (the heatmap and the ranked
     table then refresh themselves); once it has finished the page reloads, so the result and the
     actions it allows are drawn whole. (?part=heatmap, ?part=results) those two regions."""
-    _require_viewer(request)
+    pages.require_viewer(request)
     matrix = _matrix_or_404(matrix_id)
     part = request.GET.get("part") if request.htmx else None
     if part not in ("live", "heatmap", "results"):
@@ -811,7 +792,7 @@ def matrix_cancel(request: HtmxHttpRequest, matrix_id: int) -> HttpResponse:
     """Cancel from the matrix's page: the same service as POST /api/backtests/matrix/{id}/cancel
     (what has not finished stops; finished runs keep their results). Done: the page again. Refused
     (every run has finished meanwhile): why, in place, with the way to its result."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     matrix = _matrix_or_404(matrix_id)
     try:

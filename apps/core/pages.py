@@ -19,12 +19,13 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from apps.core.errors import error_body
+from apps.core.roles import Role, user_has_role
 
 logger = logging.getLogger("tradeops.pages")
 
@@ -223,3 +224,18 @@ def plain_message(response: HttpResponse) -> str | None:
     if not text or len(text) > 300 or "<" in text:
         return None
     return text
+
+
+def require_viewer(request: HttpRequest) -> None:
+    """A page is seen by viewers and above; a signed-in user with no role sees nothing (404)."""
+    if not user_has_role(request.user, Role.VIEWER):
+        raise Http404
+
+
+def refused_unless_operator(request: HttpRequest) -> HttpResponse | None:
+    """None when the user may act (operator or admin, as the API); else the 403 error page or fragment."""
+    if user_has_role(request.user, Role.OPERATOR):
+        return None
+    return error_response(
+        request, status=403, message="Your role does not allow this, so nothing was done; it needs operator."
+    )

@@ -5,6 +5,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from apps.core import pages
 from apps.core.exceptions import ApplicationError
 from apps.core.http import HtmxHttpRequest
 from apps.core.roles import Role, user_has_role
@@ -40,7 +41,7 @@ def _card_context(request: HtmxHttpRequest, provider: str, **extra: object) -> d
 @require_GET
 @login_required
 def connections(request: HtmxHttpRequest) -> HttpResponse:
-    _require_viewer(request)
+    pages.require_viewer(request)
     rows = selectors.integration_status_list(probe_infra=True)
     groups = [{"label": CATEGORY_LABELS[c], "rows": [r for r in rows if r["category"] == c.value]} for c in Category]
     return render(
@@ -54,11 +55,6 @@ def connections(request: HtmxHttpRequest) -> HttpResponse:
             "can_edit": user_has_role(request.user, Role.ADMIN),
         },
     )
-
-
-def _require_viewer(request: HtmxHttpRequest) -> None:
-    if not user_has_role(request.user, Role.VIEWER):
-        raise Http404  # a user with no role sees nothing
 
 
 @require_POST
@@ -103,7 +99,7 @@ def credentials(request: HtmxHttpRequest, provider: str) -> HttpResponse:
 @require_GET
 @login_required
 def usage_popout(request: HtmxHttpRequest, provider: str) -> HttpResponse:
-    _require_viewer(request)
+    pages.require_viewer(request)
     spec = registry.get(provider)
     if spec is None:
         raise Http404
@@ -138,7 +134,7 @@ _NEEDS = {
 @require_GET
 @login_required
 def keys_needed(request: HtmxHttpRequest) -> HttpResponse:
-    _require_viewer(request)
+    pages.require_viewer(request)
     rows = selectors.integration_status_list()
     groups = []
     for group in selectors.keys_needed():

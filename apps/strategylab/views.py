@@ -58,30 +58,11 @@ DEFAULT_FOLDS = 4
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _require_viewer(request: HtmxHttpRequest) -> None:
-    if not user_has_role(request.user, Role.VIEWER):
-        raise Http404  # a user with no role sees nothing
-
-
-def _forbidden(request: HtmxHttpRequest) -> HttpResponse | None:
-    """403 unless the user may run the lab (operator or admin, as the API)."""
-    if user_has_role(request.user, Role.OPERATOR):
-        return None
-    return pages.error_response(
-        request, status=403, message="Your role does not allow this, so nothing was done; it needs operator."
-    )
-
-
 def _experiment_or_404(experiment_id: int) -> Experiment:
     try:
         return selectors.experiment_get(experiment_id=experiment_id)
     except ExperimentNotFound:
         raise Http404 from None
-
-
-def _strategy_label(key: str) -> str:
-    spec = catalogue.strategy_for(key)
-    return spec.label if spec is not None else key
 
 
 def _varying(experiment: Experiment) -> list[str]:
@@ -96,7 +77,7 @@ def row(experiment: Experiment) -> dict[str, Any]:
         "phase": presentation.PHASE_WORDS.get(experiment.phase, experiment.phase),
         "open": experiment.status == Experiment.Status.RUNNING,
         "percent": round((experiment.progress or 0) * 100),
-        "strategy": _strategy_label(experiment.strategy_key),
+        "strategy": catalogue.label(experiment.strategy_key),
         "objective": bt_presentation.objective_label(experiment.objective),
         "varying": [bt_presentation.label(n) for n in _varying(experiment)],
         "can_start": experiment.status == Experiment.Status.DRAFT,
@@ -252,7 +233,7 @@ def _list_context(request: HtmxHttpRequest, **form: Any) -> dict[str, Any]:
 def experiment_list(request: HtmxHttpRequest) -> HttpResponse:
     """The Lab page; for htmx (its poll) the experiments table only, answered 286 (htmx stops
     polling) once no experiment runs."""
-    _require_viewer(request)
+    pages.require_viewer(request)
     context = _list_context(request)
     if not request.htmx:
         return render(request, LAB_PAGE, context)
@@ -266,7 +247,7 @@ def experiment_create(request: HtmxHttpRequest) -> HttpResponse:
     """New experiment from the form: the request body POST /api/strategy-lab/experiments takes,
     through the same service. Done: to the experiment's page (a draft, with Start). Refused: the
     form again, what was typed kept and each error beside its input, in words."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     body, errors = forms.request_body(request.POST, strategies=catalogue.STRATEGIES)
     refusal: ApplicationError | None = None
@@ -302,7 +283,7 @@ def _act(request: HtmxHttpRequest, experiment_id: int, action: str) -> HttpRespo
     /api/strategy-lab/experiments/{id}/start (or /cancel). Done: the page again (it shows the
     experiment running, or cancelled). Refused (it changed meanwhile): why, in place of the
     buttons, with the way to the experiment as it is now."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     experiment = _experiment_or_404(experiment_id)
     try:
@@ -491,7 +472,7 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
     itself); when the phase changed (the in-sample ranking made its candidates) or the experiment
     finished, the page reloads, so the candidates, the luck statistics and the actions it allows
     are drawn whole. (?part=heatmap) the heatmap."""
-    _require_viewer(request)
+    pages.require_viewer(request)
     experiment = _experiment_or_404(experiment_id)
     part = request.GET.get("part") if request.htmx else None
     if part == "live":
@@ -523,7 +504,7 @@ def experiment_review(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
     provider's written review through its metered client). Done: the review in place. Refused (no
     AI provider configured: 409 INTEGRATION_KEY_MISSING, with the way to Connections): why, in
     place of the button."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     experiment = _experiment_or_404(experiment_id)
     refusal: ApplicationError | None = None
@@ -551,7 +532,7 @@ def candidate_graduate(request: HtmxHttpRequest, candidate_id: int) -> HttpRespo
     graduate: a new LAB bot with the candidate's parameters (named as typed), or a new config
     version of a bot chosen from those trading the same thing. Done: to the bot's page, which shows
     the LAB → PAPER gate reading the evidence. Refused: why, in place of the form."""
-    if (denied := _forbidden(request)) is not None:
+    if (denied := pages.refused_unless_operator(request)) is not None:
         return denied
     try:
         candidate = selectors.candidate_get(candidate_id=candidate_id)

@@ -272,3 +272,9 @@ STARTER_PACK: tuple[dict[str, Any], ...] = (
         "risk_limits": {"max_position_contracts": 1, "max_daily_loss": 200.0, "max_orders_per_day": 552},
     },
 )
+
+
+def label(key: str) -> str:
+    """The strategy's name for people (its key when the catalogue no longer has it)."""
+    spec = strategy_for(key)
+    return spec.label if spec is not None else key
