@@ -18,6 +18,7 @@ content can no longer change without someone acting is answered 286 (htmx stops 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -636,20 +637,29 @@ def _number(values: list[Any]) -> list[Any]:
     return sorted(values, key=lambda v: float(v))
 
 
-def _heatmap_context(request: HtmxHttpRequest, matrix: BacktestMatrix, varying: list[str]) -> dict[str, Any]:
-    """The heatmap's axes (chosen in the URL: ?x=&y=&cell=; a choice that is not a parameter the
-    grid varies is said and replaced by the first ones) and its cells."""
+def heatmap_context(
+    request: HtmxHttpRequest,
+    *,
+    grid: dict[str, list[Any]],
+    varying: list[str],
+    objective: str,
+    cells: Callable[[str, str | None], list[dict[str, Any]]],
+    of: str = "matrix",
+) -> dict[str, Any]:
+    """A heatmap's axes (chosen in the URL: ?x=&y=&cell=; a choice that is not a parameter the grid
+    varies is said and replaced by the first ones) and its cells, read by `cells(x, y)`: a matrix's,
+    or a lab experiment's in-sample runs (`of` names which in what is said)."""
     x, y = request.GET.get("x") or "", request.GET.get("y") or ""
     aggregate = request.GET.get("cell") or "best"
     ignored = []
     if x and x not in varying:
-        ignored.append(f"{presentation.label(x)} is not a parameter this matrix varies")
+        ignored.append(f"{presentation.label(x)} is not a parameter this {of} varies")
         x = ""
     if not x:
         # The first parameter the grid varies, unless the operator chose it down.
         x = next((name for name in varying if name != y), varying[0] if varying else "")
     if y and y != "none" and y not in varying:
-        ignored.append(f"{presentation.label(y)} is not a parameter this matrix varies")
+        ignored.append(f"{presentation.label(y)} is not a parameter this {of} varies")
         y = ""
     elif y and y == x:
         ignored.append(f"{presentation.label(y)} is already across, so it cannot also be down")
@@ -670,18 +680,27 @@ def _heatmap_context(request: HtmxHttpRequest, matrix: BacktestMatrix, varying: 
     }
     if x:
         y_axis = None if y == "none" else y
-        cells = selectors.matrix_heatmap(matrix=matrix, x=x, y=y_axis)
         context["heat"] = presentation.heatmap(
-            objective=matrix.objective,
-            lowest_first=selectors.OBJECTIVES.get(matrix.objective) == "asc",
-            x_values=_number(matrix.grid[x]),
-            y_values=_number(matrix.grid[y_axis]) if y_axis else None,
-            cells=cells,
+            objective=objective,
+            lowest_first=selectors.OBJECTIVES.get(objective) == "asc",
+            x_values=_number(grid[x]),
+            y_values=_number(grid[y_axis]) if y_axis else None,
+            cells=cells(x, y_axis),
             aggregate=aggregate,
         )
         context["axis_x_label"] = presentation.label(x)
         context["axis_y_label"] = presentation.label(y_axis) if y_axis else ""
     return context
+
+
+def _heatmap_context(request: HtmxHttpRequest, matrix: BacktestMatrix, varying: list[str]) -> dict[str, Any]:
+    return heatmap_context(
+        request,
+        grid=matrix.grid,
+        varying=varying,
+        objective=matrix.objective,
+        cells=lambda x, y: selectors.matrix_heatmap(matrix=matrix, x=x, y=y),
+    )
 
 
 def _progress_context(request: HtmxHttpRequest, matrix: BacktestMatrix) -> dict[str, Any]:

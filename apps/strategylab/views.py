@@ -32,6 +32,7 @@ from django_htmx.http import (
 
 from apps.backtests import presentation as bt_presentation
 from apps.backtests import services as backtest_services
+from apps.backtests import views as bt_views
 from apps.backtests.forms import DATETIME_FORMAT
 from apps.backtests.selectors import OBJECTIVES
 from apps.core import pages
@@ -336,54 +337,15 @@ def _query(request: HtmxHttpRequest, **changes: Any) -> str:
 
 
 def _heatmap_context(request: HtmxHttpRequest, experiment: Experiment, varying: list[str]) -> dict[str, Any]:
-    """The heatmap's axes (chosen in the URL: ?x=&y=&cell=, as a matrix's; a choice that is not a
-    parameter the space varies is said and replaced by the first ones) and its cells."""
-    x, y = request.GET.get("x") or "", request.GET.get("y") or ""
-    aggregate = request.GET.get("cell") or "best"
-    ignored = []
-    if x and x not in varying:
-        ignored.append(f"{bt_presentation.label(x)} is not a parameter this experiment varies")
-        x = ""
-    if not x:
-        x = next((name for name in varying if name != y), varying[0] if varying else "")
-    if y and y != "none" and y not in varying:
-        ignored.append(f"{bt_presentation.label(y)} is not a parameter this experiment varies")
-        y = ""
-    elif y and y == x:
-        ignored.append(f"{bt_presentation.label(y)} is already across, so it cannot also be down")
-        y = ""
-    if aggregate not in bt_presentation.HEATMAP_AGGREGATES:
-        ignored.append(f"“{aggregate}” is not a way to fill a cell")
-        aggregate = "best"
-    if not y:
-        y = next((name for name in varying if name != x), "none")
-    context: dict[str, Any] = {
-        "axis_x": x,
-        "axis_y": y,
-        "axis_cell": aggregate,
-        "axis_ignored": ignored,
-        "axis_choices": [(name, bt_presentation.label(name)) for name in varying],
-        "cell_choices": list(bt_presentation.HEATMAP_AGGREGATES.items()),
-        "heat": None,
-    }
-    if x:
-        y_axis = None if y == "none" else y
-        cells = selectors.experiment_heatmap(experiment=experiment, x=x, y=y_axis)
-
-        def ordered(name: str) -> list[Any]:
-            return sorted(experiment.grid[name], key=float)
-
-        context["heat"] = bt_presentation.heatmap(
-            objective=experiment.objective,
-            lowest_first=OBJECTIVES.get(experiment.objective) == "asc",
-            x_values=ordered(x),
-            y_values=ordered(y_axis) if y_axis else None,
-            cells=cells,
-            aggregate=aggregate,
-        )
-        context["axis_x_label"] = bt_presentation.label(x)
-        context["axis_y_label"] = bt_presentation.label(y_axis) if y_axis else ""
-    return context
+    """The in-sample objective over two chosen parameters: the Backtests matrix page's heatmap."""
+    return bt_views.heatmap_context(
+        request,
+        grid=experiment.grid,
+        varying=varying,
+        objective=experiment.objective,
+        cells=lambda x, y: selectors.experiment_heatmap(experiment=experiment, x=x, y=y),
+        of="experiment",
+    )
 
 
 def _progress_context(request: HtmxHttpRequest, experiment: Experiment) -> dict[str, Any]:
