@@ -78,6 +78,23 @@ def load() -> str:
     return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu_seconds(processes: list[Any]) -> float:
+    """User + system CPU seconds used so far by the started processes and their children (gunicorn's
+    and the worker's pools): what each side cost the server, whatever else the machine ran."""
+    import psutil
+
+    total = 0.0
+    for proc in processes:
+        try:
+            root = psutil.Process(proc.pid)
+            for p in [root, *root.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def deadline_check(t0: float, what: str) -> None:
     if time.perf_counter() - t0 > BUDGET:
         raise single.Failed(f"{what} after {time.perf_counter() - t0:.0f}s (BENCH_TIMEOUT={BUDGET:.0f}s)")
@@ -281,7 +298,9 @@ def main() -> int:
             base = single.serve(Path(logs), f"benchlab{os.getpid()}", single.free_port(), processes)
             headers = {"Authorization": f"Token {token}"}
             with httpx.Client(base_url=base, timeout=60, headers=headers) as client:
+                cpu0, load0 = cpu_seconds(processes), os.getloadavg()[0]
                 ours = run_ours(client, train, test)
+                cpu1, load1 = cpu_seconds(processes), os.getloadavg()[0]
                 experiment_id = ours["id"]
                 ours_ids = [backtest_id for _, backtest_id, _ in ours["runs"]]
                 created += ours_ids
@@ -294,6 +313,7 @@ def main() -> int:
                     flush=True,
                 )
                 peer_s, peer_of = run_peer(client, ours_ids)
+                cpu2, load2 = cpu_seconds(processes), os.getloadavg()[0]
                 created += list(peer_of.values())
                 print(f"  one at a time: {peer_s:.1f}s, {RUNS / peer_s:.2f} runs/s", flush=True)
         stop_processes(processes)
@@ -312,21 +332,23 @@ def main() -> int:
 
     ours_s = ours["wall"]
     print(
-        f"\n{str(RUNS) + ' backtests':<56}{'seconds':>9}{'runs/s':>8}"
-        f"{'job s':>8}{'bars s':>8}{'engine s':>9}{'store s':>8}"
+        f"\n{str(RUNS) + ' backtests':<50}{'seconds':>9}{'runs/s':>8}{'job s':>8}{'bars s':>8}"
+        f"{'engine s':>9}{'store s':>8}{'CPU s':>8}{'load':>12}"
     )
-    for label, seconds, side in (
-        ("ours: one experiment (create, start, poll to SUCCEEDED)", ours_s, "ours"),
-        ("peer: POST /api/backtests one at a time", peer_s, "peer"),
+    for label, seconds, side, cpu, loads in (
+        ("ours: one experiment (create, start, SUCCEEDED)", ours_s, "ours", cpu1 - cpu0, (load0, load1)),
+        ("peer: POST /api/backtests one at a time", peer_s, "peer", cpu2 - cpu1, (load1, load2)),
     ):
         t = {k: v / 1000 for k, v in timings[side].items()}
         print(
-            f"{label:<56}{seconds:>9.1f}{RUNS / seconds:>8.2f}"
-            f"{t['elapsed_ms']:>8.1f}{t['bars_ms']:>8.1f}{t['engine_ms']:>9.1f}{t['store_ms']:>8.1f}"
+            f"{label:<50}{seconds:>9.1f}{RUNS / seconds:>8.2f}{t['elapsed_ms']:>8.1f}{t['bars_ms']:>8.1f}"
+            f"{t['engine_ms']:>9.1f}{t['store_ms']:>8.1f}{cpu:>8.1f}{f'{loads[0]:.1f} > {loads[1]:.1f}':>12}"
         )
     print(
-        "  (job s: the backtests' own time, summed over the 200: bars read + engine + trades and results stored. "
-        f"Trades stored per side: {timings['ours']['trades']:,}.)"
+        "  job s: the backtests' own time summed over the 200 (bars read + engine + trades and results stored);\n"
+        "  CPU s: user + system CPU of gunicorn and the worker with their children during the side;\n"
+        f"  load: the 1-minute load average at the side's start and end. Trades stored per side: "
+        f"{timings['ours']['trades']:,}."
     )
     print(f"\nresults: {RUNS - len(differ)} of {RUNS} equal (config, metrics, trade count, verdict)")
     for line in differ[:5]:
