@@ -55,6 +55,6 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-BENCHES := metering integrations_status job_ledger runner_api tick_pipeline bar_arrays vectorized_eval backtest_engine backtest_matrix
+BENCHES := metering integrations_status job_ledger runner_api tick_pipeline bar_arrays vectorized_eval backtest_engine backtest_matrix lab_experiment
 bench: $(BENCH_STAMP)
 	$(PY) -m config.embedded exec -- sh -c 'rc=0; for b in $(BENCHES); do $(PY) bench/$$b.py || rc=1; done; exit $$rc'
