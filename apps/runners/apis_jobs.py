@@ -85,6 +85,9 @@ class JobCancelApi(APIView):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=1000, allow_blank=True, default="")
 
+        class Meta:
+            ref_name = "JobCancelInput"
+
     @extend_schema(request=InputSerializer, responses=JobOutputSerializer)
     def post(self, request: Request, job_id: int) -> Response:
         job = _job_or_404(job_id)

@@ -85,6 +85,9 @@ class AlertAckApi(APIView):
     class InputSerializer(serializers.Serializer):
         note = serializers.CharField(max_length=2000, allow_blank=False, trim_whitespace=True)
 
+        class Meta:
+            ref_name = "AlertAckInput"
+
     @extend_schema(request=InputSerializer, responses=AlertOutputSerializer)
     def post(self, request: Request, alert_id: int) -> Response:
         alert = _alert_or_404(alert_id)
