@@ -13,6 +13,7 @@ from apps.core.views import legacy_function_retired
 from apps.integrations.apis import SystemStatusApi
 from apps.runners import apis as runner_apis
 from apps.runners import apis_jobs as job_apis
+from apps.runners import metrics as runner_metrics
 from apps.runners import views as runner_views
 from apps.runners.apis import SystemKillAllApi, SystemKillAllReleaseApi
 from apps.telemetry import urls as alert_urls
@@ -59,6 +60,8 @@ urlpatterns = [
     path("backtests/", include("apps.backtests.urls_pages")),
     path("lab/", include("apps.strategylab.urls_pages")),
     path("alerts/", include("apps.telemetry.urls_pages")),
+    # Prometheus scrapes it with a bearer token (METRICS_TOKEN); apps/runners/metrics.py.
+    path("metrics", runner_metrics.metrics_view, name="metrics"),
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("", runner_views.overview, name="overview"),  # the desk reads runners: the top layer composes it
 ]

@@ -152,6 +152,10 @@ ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/")
 # A worker or beat heartbeat older than this means the component is not alive.
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=15)
 HEARTBEAT_STALE_AFTER_SECONDS = env.int("HEARTBEAT_STALE_AFTER_SECONDS", default=60)
+# GET /metrics (apps/runners/metrics.py): the bearer token Prometheus sends; unset, the endpoint is off.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The "recent" series (ticks, tick latency, provider calls) cover this many seconds.
+METRICS_WINDOW_SECONDS = env.int("METRICS_WINDOW_SECONDS", default=300)
 
 from config.settings.backtests import *  # noqa: E402,F403
 from config.settings.celery import *  # noqa: E402,F403
